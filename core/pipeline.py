@@ -1,0 +1,315 @@
+"""One request through the hooks: auth, route, policy, forward with failover, settle.
+
+The plans are tuples frozen at start-up (`plugins.HookPlans`); this module loops over
+them and awaits only what is awaitable. It never touches pluggy, never logs per hook,
+and never reads the request body beyond what the inbound format decoded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from .context import Attempt, Candidate, RequestContext, RoutingDecision
+from .errors import GatewayError, UpstreamError
+from .plugins import HookPlans
+from .pricing import Pricing
+from .providers.base import Provider
+from .sse import DONE, format_event
+
+__all__ = ["Pipeline", "StreamHandle"]
+
+
+class StreamHandle:
+    """An opened stream: `events` to send (after `wrap_stream`), and the provider's own
+    iterator underneath, which must be closed too when the client goes away."""
+
+    __slots__ = ("base", "events")
+
+    def __init__(self, events: AsyncIterator[bytes], base: AsyncIterator[bytes]) -> None:
+        self.events = events
+        self.base = base
+
+    async def aclose(self) -> None:
+        for it in (self.events, self.base):
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+class Pipeline:
+    def __init__(
+        self, plans: HookPlans, providers: dict[str, Provider], pricing: Pricing, logger: Any
+    ) -> None:
+        self.plans = plans
+        self.providers = providers
+        self.pricing = pricing
+        self.logger = logger
+        self._default_routes: dict[str, RoutingDecision | None] = {}
+
+    # -- before forwarding ---------------------------------------------------------------
+    async def prepare(self, ctx: RequestContext) -> None:
+        """pre_auth, then route, then pre_forward; a GatewayError stops the request."""
+        for fn, is_async in self.plans.pre_auth:
+            result = fn(ctx)
+            if is_async:
+                await result
+        decision: RoutingDecision | None = None
+        for fn, _ in self.plans.route:
+            decision = fn(ctx)
+            if decision is not None:
+                break
+        ctx.decision = decision if decision is not None else self.default_route(ctx.requested_model)
+        for fn, is_async in self.plans.pre_forward:
+            result = fn(ctx)
+            if is_async:
+                await result
+        if ctx.response is None and not ctx.decision.candidates:
+            raise GatewayError(
+                503, "no_candidates", f"no provider is available for model '{ctx.requested_model}'"
+            )
+
+    def default_route(self, model: str) -> RoutingDecision:
+        """The requested model on the first configured provider that lists it."""
+        try:
+            decision = self._default_routes[model]
+        except KeyError:
+            decision = None
+            for provider in self.providers.values():
+                if provider.serves(model):
+                    decision = RoutingDecision([Candidate(provider.name, model)], "default")
+                    break
+            if len(self._default_routes) < 10_000:  # model names come from clients
+                self._default_routes[model] = decision
+        if decision is None:
+            raise GatewayError(
+                404,
+                "model_not_found",
+                f"the model '{model[:200]}' is not served by any configured provider",
+                code="model_not_found",
+                param="model",
+            )
+        # A fresh list each time: pre_forward hooks may edit it.
+        return RoutingDecision(list(decision.candidates), decision.reason)
+
+    # -- forwarding with failover ----------------------------------------------------------
+    def _candidates(self, ctx: RequestContext) -> list[tuple[Candidate, Provider | None]]:
+        assert ctx.decision is not None
+        return [(c, self.providers.get(c.provider)) for c in ctx.decision.candidates]
+
+    async def complete(self, ctx: RequestContext) -> bytes:
+        """A non-streamed answer (chat or embeddings) in canonical JSON."""
+        if ctx.response is not None:
+            ctx.status = ctx.response.status
+            return ctx.response.body
+        last: GatewayError | None = None
+        for candidate, provider in self._candidates(ctx):
+            attempt = self._attempt(ctx, candidate)
+            if provider is None:
+                last = self._unknown_provider(attempt)
+                continue
+            start = time.perf_counter()
+            try:
+                if ctx.endpoint == "embeddings":
+                    reply = await provider.embeddings(ctx, candidate.model)
+                else:
+                    reply = await provider.chat(ctx, candidate.model)
+            except UpstreamError as err:
+                self._failed(attempt, err, start)
+                last = err
+                if err.retryable:
+                    continue
+                raise
+            self._served(ctx, attempt, candidate, start)
+            return reply.body
+        raise last or GatewayError(503, "no_candidates", "no candidate could be tried")
+
+    async def open_stream(self, ctx: RequestContext) -> StreamHandle:
+        """Open a stream and read its first event; a retryable failure before that event
+        (nothing has reached the client yet) moves on to the next candidate."""
+        if ctx.response is not None:
+            ctx.status = ctx.response.status
+            events = _replay(ctx.response.body, ctx.include_usage)
+            return self._wrapped(ctx, events)
+        last: GatewayError | None = None
+        for candidate, provider in self._candidates(ctx):
+            attempt = self._attempt(ctx, candidate)
+            if provider is None:
+                last = self._unknown_provider(attempt)
+                continue
+            start = time.perf_counter()
+            stream: AsyncIterator[bytes] | None = None
+            try:
+                stream = await provider.chat_stream(ctx, candidate.model)
+                first = await anext(stream, None)
+            except UpstreamError as err:
+                if stream is not None:
+                    await _aclose(stream)
+                self._failed(attempt, err, start)
+                last = err
+                if err.retryable:
+                    continue
+                raise
+            self._served(ctx, attempt, candidate, start)
+            ctx.timings["upstream_first_event_ms"] = (time.perf_counter() - start) * 1000
+            return self._wrapped(ctx, _prepend(first, stream), base=stream)
+        raise last or GatewayError(503, "no_candidates", "no candidate could be tried")
+
+    def _wrapped(
+        self,
+        ctx: RequestContext,
+        events: AsyncIterator[bytes],
+        base: AsyncIterator[bytes] | None = None,
+    ) -> StreamHandle:
+        outer = events
+        for fn, _ in self.plans.wrap_stream:
+            wrapped = fn(ctx, outer)
+            if wrapped is not None:
+                outer = wrapped
+        return StreamHandle(outer, base or events)
+
+    @staticmethod
+    def _attempt(ctx: RequestContext, candidate: Candidate) -> Attempt:
+        attempt = Attempt(candidate.provider, candidate.model)
+        ctx.attempts.append(attempt)
+        return attempt
+
+    @staticmethod
+    def _unknown_provider(attempt: Attempt) -> GatewayError:
+        attempt.error = "unknown_provider"
+        return GatewayError(
+            502, "unknown_provider", f"no provider named '{attempt.provider}' is configured"
+        )
+
+    @staticmethod
+    def _failed(attempt: Attempt, err: GatewayError, start: float) -> None:
+        attempt.status = err.status
+        attempt.error = err.type
+        attempt.retryable = err.retryable
+        attempt.latency_ms = (time.perf_counter() - start) * 1000
+
+    @staticmethod
+    def _served(ctx: RequestContext, attempt: Attempt, candidate: Candidate, start: float) -> None:
+        attempt.status = 200
+        attempt.latency_ms = (time.perf_counter() - start) * 1000
+        ctx.provider = candidate.provider
+        ctx.model = candidate.model
+        ctx.status = 200
+
+    # -- after the last byte -----------------------------------------------------------------
+    async def finish(self, ctx: RequestContext) -> None:
+        """Price the request, run post_response (every plugin, whatever the others do),
+        and write the one log line."""
+        ctx.cost_usd = self.pricing.cost(ctx.model, ctx.usage) if ctx.model else 0.0
+        for fn, is_async in self.plans.post_response:
+            try:
+                result = fn(ctx)
+                if is_async:
+                    await result
+            except Exception as exc:
+                self.logger.error(
+                    "post_response_failed",
+                    request_id=ctx.request_id,
+                    hook=getattr(fn, "__qualname__", repr(fn)),
+                    error=repr(exc),
+                )
+        self.log(ctx)
+
+    def log(self, ctx: RequestContext) -> None:
+        usage = ctx.usage
+        err = ctx.error
+        self.logger.info(
+            "request",
+            request_id=ctx.request_id,
+            status=ctx.status,
+            inbound=ctx.inbound,
+            endpoint=ctx.endpoint,
+            stream=ctx.stream,
+            requested_model=ctx.requested_model,
+            model=ctx.model,
+            provider=ctx.provider,
+            tenant=ctx.identity.tenant if ctx.identity else None,
+            attempts=len(ctx.attempts),
+            latency_ms=round(ctx.elapsed_ms(), 3),
+            ttfb_ms=round(ctx.timings["ttfb_ms"], 3) if "ttfb_ms" in ctx.timings else None,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            usage_estimated=usage.estimated,
+            cost_usd=round(ctx.cost_usd, 8),
+            error=(err.type if isinstance(err, GatewayError) else type(err).__name__)
+            if err
+            else None,
+        )
+
+
+async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield first
+    async for item in rest:
+        yield item
+
+
+async def _aclose(it: AsyncIterator[bytes]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+    role: str = "assistant"
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+    index: int = 0
+    finish_reason: str | None = "stop"
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_Choice]
+    id: str = "chatcmpl-ready"
+    created: int = 0
+    model: str = ""
+    usage: dict[str, Any] | None = None
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+async def _replay(body: bytes, include_usage: bool) -> AsyncIterator[bytes]:
+    """A complete chat.completion (from a cache, say) as a short canonical stream."""
+    doc = msgspec.json.decode(body, type=_Completion)
+    base = {
+        "id": doc.id,
+        "object": "chat.completion.chunk",
+        "created": doc.created,
+        "model": doc.model,
+    }
+    for choice in doc.choices:
+        delta = {"role": choice.message.role, "content": choice.message.content or ""}
+        yield format_event(
+            _encode(
+                {
+                    **base,
+                    "choices": [{"index": choice.index, "delta": delta, "finish_reason": None}],
+                }
+            )
+        )
+        yield format_event(
+            _encode(
+                {
+                    **base,
+                    "choices": [
+                        {"index": choice.index, "delta": {}, "finish_reason": choice.finish_reason}
+                    ],
+                }
+            )
+        )
+    if include_usage and doc.usage is not None:
+        yield format_event(_encode({**base, "choices": [], "usage": doc.usage}))
+    yield DONE

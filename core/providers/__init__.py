@@ -1,0 +1,13 @@
+"""Provider adapters, one module per wire format, and the registry of built-in kinds."""
+
+from __future__ import annotations
+
+from .base import HttpProvider, Provider, ProviderReply, upstream_error
+from .mock import MockProvider
+from .openai import OpenAICompatibleProvider, OpenAIProvider
+
+__all__ = ["BUILTIN_KINDS", "HttpProvider", "Provider", "ProviderReply", "upstream_error"]
+
+BUILTIN_KINDS: dict[str, type[Provider]] = {
+    cls.kind: cls for cls in (OpenAIProvider, OpenAICompatibleProvider, MockProvider)
+}

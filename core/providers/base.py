@@ -1,0 +1,327 @@
+"""What a provider adapter is: one configured upstream speaking one wire format.
+
+The canonical shape inside the gateway is OpenAI chat completions: a provider turns a
+request context into its own wire format and its answers back into OpenAI
+`chat.completion` JSON and `chat.completion.chunk` SSE events. An OpenAI-format
+upstream does no translation at all (bytes pass through).
+
+Adapters that speak HTTP subclass `HttpProvider` and fill in four small methods; the
+sending, streaming, error mapping and usage estimation are shared here. An adapter never
+logs and never puts its key into an error message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import msgspec
+
+from ..config import ConfigError, ProviderConfig, Secret, convert_table, resolve_secret
+from ..context import RequestContext, Usage
+from ..errors import GatewayError, UpstreamError
+from ..forward import ClientSettings, UpstreamClient, UpstreamResponse, make_client
+
+__all__ = [
+    "HttpProvider",
+    "NoOptions",
+    "Provider",
+    "ProviderReply",
+    "estimate_prompt_tokens",
+    "scrub",
+    "upstream_error",
+]
+
+
+class NoOptions(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class ProviderReply(msgspec.Struct):
+    """A non-streamed answer: canonical JSON bytes and the headers worth passing on."""
+
+    body: bytes
+    headers: dict[str, str] = {}
+
+
+class Provider:
+    """Base of every adapter. One instance per [[providers]] table, made at start-up.
+
+    `Options` is the Struct for the kind-specific keys of the table; a typo there stops
+    start-up with the provider's name and the key.
+    """
+
+    kind: ClassVar[str] = ""
+    Options: ClassVar[type[msgspec.Struct]] = NoOptions
+    requires_key: ClassVar[bool] = False
+    default_base_url: ClassVar[str | None] = None
+
+    def __init__(
+        self, config: ProviderConfig, *, client_kind: str = "httpx", source: str = ""
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.options: Any = convert_table(
+            config.options, self.Options, source=source, table=f"providers '{config.name}'"
+        )
+        self.api_key: Secret | None = resolve_secret(
+            config.api_key, where=f"{source}: [providers '{config.name}'] key `api_key`"
+        )
+        self.base_url = (config.base_url or self.default_base_url or "").rstrip("/")
+
+    @property
+    def models(self) -> list[str]:
+        return [m for m in self.config.models if m != "*"]
+
+    def serves(self, model: str) -> bool:
+        return self.config.serves(model)
+
+    def upstream_model(self, model: str) -> str:
+        return self.config.model_map.get(model, model)
+
+    def missing(self) -> str | None:
+        """Why this provider cannot serve (an unset key), or None when it can."""
+        if self.requires_key and self.api_key is None:
+            ref = self.config.api_key or "api_key"
+            return f"no key ({ref} is not set)"
+        return None
+
+    def secrets(self) -> list[str]:
+        return [self.api_key.reveal()] if self.api_key else []
+
+    async def chat(self, ctx: RequestContext, model: str) -> ProviderReply:
+        raise GatewayError(400, "invalid_request_error", f"provider '{self.name}' has no chat API")
+
+    async def chat_stream(self, ctx: RequestContext, model: str) -> AsyncIterator[bytes]:
+        """Open a stream and return an iterator of canonical SSE events.
+
+        Must raise `UpstreamError` before returning when the upstream refused, so the
+        core can try the next candidate; the iterator yields whole `data: ...` events
+        and ends with `data: [DONE]`.
+        """
+        raise GatewayError(400, "invalid_request_error", f"provider '{self.name}' has no chat API")
+
+    async def embeddings(self, ctx: RequestContext, model: str) -> ProviderReply:
+        raise GatewayError(
+            400, "invalid_request_error", f"provider '{self.name}' has no embeddings API"
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+class HttpProvider(Provider):
+    """A provider reached over HTTP through the shared upstream client."""
+
+    requires_key = True
+
+    def __init__(
+        self, config: ProviderConfig, *, client_kind: str = "httpx", source: str = ""
+    ) -> None:
+        super().__init__(config, client_kind=client_kind, source=source)
+        if not self.base_url:
+            raise ConfigError(
+                f"{source}: [providers '{config.name}'] key `base_url`: "
+                f"required for kind '{self.kind}'"
+            )
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{source}: [providers '{config.name}'] key `base_url`: must be http:// or https://"
+            )
+        settings = ClientSettings(
+            config.name,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            max_connections=config.max_connections,
+            max_keepalive=config.max_keepalive,
+        )
+        self.client: UpstreamClient = make_client(client_kind, settings)
+
+    # -- what a wire format fills in ----------------------------------------------------
+    def chat_request(
+        self, ctx: RequestContext, model: str, stream: bool
+    ) -> tuple[str, dict[str, str], bytes]:
+        """`(url, headers, body)` of the upstream request. The URL is built from the
+        configured base_url only: nothing the client sends chooses the address."""
+        raise NotImplementedError
+
+    def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:
+        """Upstream JSON -> canonical chat.completion bytes; sets `ctx.usage`."""
+        raise NotImplementedError
+
+    def chat_events(
+        self, ctx: RequestContext, model: str, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """Upstream stream bytes -> canonical SSE events; sets `ctx.usage` at the end."""
+        raise NotImplementedError
+
+    def error_message(self, body: bytes) -> tuple[str, str | None]:
+        """`(message, type)` from an error body in this wire format."""
+        return _generic_error(body)
+
+    # -- shared machinery -----------------------------------------------------------------
+    async def _send(
+        self, url: str, headers: Mapping[str, str], body: bytes, stream: bool
+    ) -> UpstreamResponse:
+        resp = await self.client.send("POST", url, headers, body, stream=stream)
+        if resp.status >= 400:
+            try:
+                err_body = await resp.read()
+            finally:
+                await resp.aclose()
+            message, type_ = self.error_message(err_body)
+            raise upstream_error(self, resp.status, resp.headers, message, type_)
+        return resp
+
+    async def chat(self, ctx: RequestContext, model: str) -> ProviderReply:
+        url, headers, body = self.chat_request(ctx, model, False)
+        resp = await self._send(url, headers, body, False)
+        return ProviderReply(self.chat_response(ctx, model, await resp.read()))
+
+    async def chat_stream(self, ctx: RequestContext, model: str) -> AsyncIterator[bytes]:
+        url, headers, body = self.chat_request(ctx, model, True)
+        resp = await self._send(url, headers, body, True)
+        return _closing(self.chat_events(ctx, model, resp.aiter_bytes()), resp)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+async def _closing(events: AsyncIterator[bytes], resp: UpstreamResponse) -> AsyncIterator[bytes]:
+    """Relay events and always close the upstream response: on the end, on an error, and
+    when the client went away (the generator is closed), so the provider stops."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        await resp.aclose()
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    status: str | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _ErrorDetail | str | None = None
+    message: str | None = None
+
+
+_decode_error = msgspec.json.Decoder(_ErrorBody).decode
+
+
+def _generic_error(body: bytes) -> tuple[str, str | None]:
+    """OpenAI `{"error": {...}}`, Anthropic `{"type":"error","error":{...}}`, Gemini
+    `{"error": {"message","status"}}` and bare `{"message"}` all fit this reading."""
+    try:
+        parsed = _decode_error(body)
+    except msgspec.DecodeError:
+        return "", None
+    if isinstance(parsed.error, _ErrorDetail):
+        return parsed.error.message or "", parsed.error.type or parsed.error.status
+    if isinstance(parsed.error, str):
+        return parsed.error, None
+    return parsed.message or "", None
+
+
+_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|AIza[0-9A-Za-z_\-]{10,}|[A-Za-z0-9_\-]{32,})")
+
+
+def scrub(message: str, secrets: list[str]) -> str:
+    """Remove keys (ours and anything key-shaped) from an upstream's error message."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "[redacted]")
+    message = _KEYLIKE.sub("[redacted]", message)
+    return message[:1000]
+
+
+def upstream_error(
+    provider: Provider, status: int, headers: Mapping[str, str], message: str, type_: str | None
+) -> UpstreamError:
+    """An upstream's error status as the caller should see it, and whether to fail over.
+
+    429 stays 429 (Retry-After kept); 401/403 mean *our* key was refused, which is the
+    operator's problem, so the caller gets a 502 without the upstream's text (it may echo
+    part of the key); 408 and timeouts are 504; 503/529 overloaded are 503; other 5xx
+    are 502. Client errors (400, 404, 422) keep their status and are not retried.
+    """
+    name = provider.name
+    text = scrub(message, provider.secrets()) or f"HTTP {status}"
+    if status == 429:
+        retry = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
+        return UpstreamError(
+            429,
+            "rate_limit_error",
+            f"provider '{name}' rate limit: {text}",
+            retryable=True,
+            upstream_status=status,
+            headers=retry,
+        )
+    if status in (401, 403):
+        return UpstreamError(
+            502,
+            "upstream_auth_error",
+            f"provider '{name}' refused the gateway's credentials (HTTP {status})",
+            retryable=True,
+            upstream_status=status,
+        )
+    if status == 408:
+        return UpstreamError(
+            504,
+            "upstream_timeout",
+            f"provider '{name}' timed out: {text}",
+            retryable=True,
+            upstream_status=status,
+        )
+    if status in (503, 529):
+        return UpstreamError(
+            503,
+            "overloaded_error",
+            f"provider '{name}' is overloaded: {text}",
+            retryable=True,
+            upstream_status=status,
+        )
+    if status >= 500:
+        return UpstreamError(
+            502,
+            "upstream_error",
+            f"provider '{name}' failed (HTTP {status}): {text}",
+            retryable=True,
+            upstream_status=status,
+        )
+    if status == 404:
+        return UpstreamError(
+            404,
+            "model_not_found" if "model" in text.lower() else "not_found_error",
+            f"provider '{name}': {text}",
+            retryable=False,
+            upstream_status=status,
+        )
+    return UpstreamError(
+        status if 400 <= status < 500 else 502,
+        type_ or "invalid_request_error",
+        f"provider '{name}': {text}",
+        retryable=False,
+        upstream_status=status,
+    )
+
+
+def estimate_prompt_tokens(ctx: RequestContext) -> int:
+    """A rough count (4 bytes a token) for when a provider reports no usage."""
+    return max(1, len(ctx.raw) // 4)
+
+
+def estimated_usage(ctx: RequestContext, completion_events: int) -> Usage:
+    """Usage for a stream that ended without the provider's usage: streams send about
+    one token per content event, so the count of content events is a fair estimate."""
+    return Usage(
+        prompt_tokens=estimate_prompt_tokens(ctx),
+        completion_tokens=completion_events,
+        estimated=True,
+    )

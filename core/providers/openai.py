@@ -1,0 +1,172 @@
+"""OpenAI chat completions and embeddings: the canonical format, so bytes pass through.
+
+Request bodies go out as the client sent them (only `model` is rewritten when the
+provider maps names, and `stream_options.include_usage` is added to streams so usage is
+never missing); responses come back untouched. The extra usage chunk is removed again
+when the client did not ask for it. `openai-compatible` (Ollama, vLLM, Groq, Mistral,
+DeepSeek, Together, OpenRouter) is the same adapter with an optional key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import msgspec
+
+from ..context import RequestContext, Usage
+from ..sse import EventSplitter
+from .base import HttpProvider, ProviderReply, estimated_usage
+
+__all__ = ["OpenAICompatibleProvider", "OpenAIProvider", "usage_from_openai"]
+
+
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = 0
+
+
+class _OpenAIUsage(msgspec.Struct):
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
+    prompt_tokens_details: _PromptDetails | None = None
+
+
+class _UsageOnly(msgspec.Struct):
+    usage: _OpenAIUsage | None = None
+
+
+class _ChunkHead(msgspec.Struct):
+    usage: _OpenAIUsage | None = None
+    choices: list[msgspec.Raw] = []
+
+
+_decode_usage = msgspec.json.Decoder(_UsageOnly).decode
+_decode_chunk = msgspec.json.Decoder(_ChunkHead).decode
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_INCLUDE_USAGE = {"include_usage": True}
+
+
+def usage_from_openai(u: _OpenAIUsage) -> Usage:
+    cached = (u.prompt_tokens_details.cached_tokens or 0) if u.prompt_tokens_details else 0
+    return Usage(
+        prompt_tokens=u.prompt_tokens or 0,
+        completion_tokens=u.completion_tokens or 0,
+        cached_tokens=cached,
+    )
+
+
+def _with_include_usage(ctx: RequestContext, extra: dict[str, Any] | None) -> bytes:
+    """The body with `stream_options.include_usage` set.
+
+    The common case (no overrides, no `stream_options` sent) splices the field in after
+    the opening brace instead of re-encoding the body.
+    """
+    head = ctx.body
+    if extra is None and not ctx.overrides and getattr(head, "stream_options", None) is None:
+        raw = ctx.raw
+        start = raw.find(b"{")
+        return raw[: start + 1] + b'"stream_options":{"include_usage":true},' + raw[start + 1 :]
+    options = dict(getattr(head, "stream_options", None) or {})
+    options.update(_INCLUDE_USAGE)
+    merged = dict(extra or {})
+    merged["stream_options"] = options
+    return ctx.body_bytes(merged)
+
+
+class OpenAIProvider(HttpProvider):
+    kind = "openai"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+
+    def headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        if self.api_key is not None:
+            headers["authorization"] = "Bearer " + self.api_key.reveal()
+        headers.update(self.config.headers)
+        return headers
+
+    def _body(self, ctx: RequestContext, model: str, stream: bool) -> bytes:
+        upstream = self.upstream_model(model)
+        extra = {"model": upstream} if upstream != ctx.body.model else None
+        if stream and not ctx.include_usage:
+            return _with_include_usage(ctx, extra)
+        return ctx.body_bytes(extra)
+
+    def chat_request(
+        self, ctx: RequestContext, model: str, stream: bool
+    ) -> tuple[str, dict[str, str], bytes]:
+        return self.base_url + "/chat/completions", self.headers(), self._body(ctx, model, stream)
+
+    def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:
+        try:
+            usage = _decode_usage(body).usage
+        except msgspec.DecodeError:
+            usage = None
+        if usage is not None:
+            ctx.usage = usage_from_openai(usage)
+        return body
+
+    async def chat_events(
+        self, ctx: RequestContext, model: str, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        splitter = EventSplitter()
+        drop_usage_chunk = not ctx.include_usage
+        content_events = 0
+        seen_usage = False
+        try:
+            async for chunk in chunks:
+                events = splitter.feed(chunk)
+                if not events:
+                    continue
+                kept: list[bytes] = []
+                for event in events:
+                    if _USAGE_OBJECT.search(event) is not None:
+                        usage, is_usage_only = _chunk_usage(event)
+                        if usage is not None:
+                            ctx.usage = usage_from_openai(usage)
+                            seen_usage = True
+                            if drop_usage_chunk and is_usage_only:
+                                continue
+                    elif not event.startswith(b"data: [DONE]"):
+                        content_events += 1
+                    kept.append(event)
+                if kept:
+                    yield kept[0] if len(kept) == 1 else b"".join(kept)
+            rest = splitter.rest()
+            if rest.strip():
+                yield rest + b"\n\n"
+        finally:
+            if not seen_usage:
+                ctx.usage = estimated_usage(ctx, max(0, content_events - 1))
+
+    async def embeddings(self, ctx: RequestContext, model: str) -> ProviderReply:
+        upstream = self.upstream_model(model)
+        body = ctx.body_bytes({"model": upstream} if upstream != ctx.body.model else None)
+        resp = await self._send(self.base_url + "/embeddings", self.headers(), body, False)
+        data = await resp.read()
+        try:
+            usage = _decode_usage(data).usage
+        except msgspec.DecodeError:
+            usage = None
+        if usage is not None:
+            ctx.usage = usage_from_openai(usage)
+        return ProviderReply(data)
+
+
+def _chunk_usage(event: bytes) -> tuple[_OpenAIUsage | None, bool]:
+    start = event.find(b"{")
+    if start < 0:
+        return None, False
+    try:
+        head = _decode_chunk(event[start:].rstrip())
+    except msgspec.DecodeError:
+        return None, False
+    return head.usage, not head.choices
+
+
+class OpenAICompatibleProvider(OpenAIProvider):
+    """Any server speaking OpenAI's API at a configured base_url; the key is optional."""
+
+    kind = "openai-compatible"
+    default_base_url: ClassVar[str | None] = None
+    requires_key = False
