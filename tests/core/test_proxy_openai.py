@@ -1,0 +1,170 @@
+"""The OpenAI-compatible proxy, end to end: client -> gateway (hypercorn) -> fake upstream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from tests.support import GUARD, FakeUpstream, Recorded, Reply, run_gateway, sse
+
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o",
+    "system_fingerprint": "fp_upstream",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+              "prompt_tokens_details": {"cached_tokens": 3}},
+}
+
+
+def config(url: str, extra: str = "") -> str:
+    return f"""
+[[providers]]
+name = "up"
+kind = "openai"
+base_url = "{url}/v1"
+api_key = "sk-test-upstream-key-0000"
+models = ["gpt-4o", "gpt-4o-mini"]
+{extra}
+"""
+
+
+def chunk(content: str | None = None, finish: str | None = None) -> dict[str, object]:
+    delta = {} if content is None else {"content": content}
+    return {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": None}
+
+
+USAGE_CHUNK = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+               "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+
+
+async def test_non_streamed_completion_passes_through(upstream, client, tmp_path: Path) -> None:
+    fake, url = upstream
+    fake.on("/v1/chat/completions", lambda r: Reply.json(COMPLETION))
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+            "logit_bias": {"50256": -100}, "x_vendor_field": {"nested": [1, 2]}}
+    async with run_gateway(config(url), tmp_path) as gw:
+        resp = await client.post(f"{gw}/v1/chat/completions", json=body,
+                                 headers={"authorization": "Bearer client-key"})
+    assert resp.status_code == 200
+    assert resp.json() == COMPLETION  # the upstream's fields are kept, unknown ones too
+    assert resp.headers["x-request-id"]
+    sent = fake.requests[0]
+    assert sent.json() == body  # fields the gateway does not read pass through untouched
+    assert sent.headers["authorization"] == "Bearer sk-test-upstream-key-0000"  # key swapped
+
+
+async def test_streamed_completion_relays_events_and_hides_usage_chunk(upstream, client, tmp_path: Path) -> None:
+    fake, url = upstream
+
+    async def events() -> AsyncIterator[bytes]:
+        for piece in ("Hel", "lo", "!"):
+            yield sse(chunk(piece))
+        yield sse(chunk(None, "stop")) + sse(USAGE_CHUNK) + b"data: [DONE]\n\n"
+
+    fake.on("/v1/chat/completions", lambda r: Reply.sse(events()))
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with run_gateway(config(url), tmp_path) as gw:
+        async with client.stream("POST", f"{gw}/v1/chat/completions", json=body) as resp:
+            raw = b"".join([c async for c in resp.aiter_bytes()])
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            assert resp.headers["cache-control"] == "no-cache"
+            assert resp.headers["x-accel-buffering"] == "no"
+    # The gateway asked for usage, and removed the extra chunk the client did not ask for.
+    assert fake.requests[0].json()["stream_options"] == {"include_usage": True}
+    events_out = [e for e in raw.split(b"\n\n") if e]
+    assert events_out[-1] == b"data: [DONE]"
+    texts = [msgspec.json.decode(e[6:])["choices"][0]["delta"].get("content")
+             for e in events_out[:-1]]
+    assert texts == ["Hel", "lo", "!", None]
+    assert b'"prompt_tokens"' not in raw
+
+
+async def test_stream_keeps_usage_chunk_when_client_asked(upstream, client, tmp_path: Path) -> None:
+    fake, url = upstream
+
+    async def events() -> AsyncIterator[bytes]:
+        yield sse(chunk("hi")) + sse(chunk(None, "stop")) + sse(USAGE_CHUNK) + b"data: [DONE]\n\n"
+
+    fake.on("/v1/chat/completions", lambda r: Reply.sse(events()))
+    body = {"model": "gpt-4o", "stream": True, "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "hi"}]}
+    async with run_gateway(config(url), tmp_path) as gw:
+        resp = await client.post(f"{gw}/v1/chat/completions", json=body)
+    assert fake.requests[0].body == msgspec.json.encode(body)  # nothing to add: bytes untouched
+    assert b'"usage":{"prompt_tokens":5' in resp.content
+
+
+async def test_first_chunk_reaches_client_before_upstream_finishes(upstream, client, tmp_path: Path) -> None:
+    fake, url = upstream
+    release = asyncio.Event()
+
+    async def events() -> AsyncIterator[bytes]:
+        yield sse(chunk("first"))
+        await release.wait()  # the upstream is still generating
+        yield sse(chunk(None, "stop")) + b"data: [DONE]\n\n"
+
+    fake.on("/v1/chat/completions", lambda r: Reply.sse(events()))
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with run_gateway(config(url), tmp_path) as gw:
+        async with client.stream("POST", f"{gw}/v1/chat/completions", json=body) as resp:
+            it = resp.aiter_bytes()
+            first = await asyncio.wait_for(anext(it), GUARD)
+            assert b'"first"' in first
+            assert not fake.stream_finished.is_set()
+            release.set()
+            rest = b"".join([c async for c in it])
+    assert rest.endswith(b"data: [DONE]\n\n")
+
+
+async def test_client_disconnect_cancels_upstream_request(upstream, tmp_path: Path) -> None:
+    fake, url = upstream
+    never = asyncio.Event()
+
+    async def events() -> AsyncIterator[bytes]:
+        yield sse(chunk("first"))
+        await never.wait()
+        yield b"data: [DONE]\n\n"
+
+    fake.on("/v1/chat/completions", lambda r: Reply.sse(events()))
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with run_gateway(config(url), tmp_path) as gw:
+        async with httpx.AsyncClient() as client:
+            async with client.stream("POST", f"{gw}/v1/chat/completions", json=body) as resp:
+                await asyncio.wait_for(anext(resp.aiter_bytes()), GUARD)
+            # leaving the block closes the connection mid-stream
+        await asyncio.wait_for(fake.stream_closed.wait(), GUARD)
+    assert fake.stream_closed.is_set()
+
+
+async def test_client_disconnect_cancels_non_streamed_upstream_request(upstream, tmp_path: Path) -> None:
+    fake, url = upstream
+    arrived = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def slow(r: Recorded) -> Reply:
+        arrived.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return Reply.json(COMPLETION)
+
+    fake.on("/v1/chat/completions", slow)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    async with run_gateway(config(url), tmp_path) as gw:
+        async with httpx.AsyncClient() as client:
+            request = asyncio.ensure_future(client.post(f"{gw}/v1/chat/completions", json=body))
+            await asyncio.wait_for(arrived.wait(), GUARD)
+            request.cancel()  # the client gives up and closes its connection
+        # The gateway's upstream connection closes; the fake sees it as a disconnect.
+        assert len(fake.requests) == 1

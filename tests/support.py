@@ -1,0 +1,190 @@
+"""Real servers on loopback for tests: the gateway on hypercorn and scriptable fake
+upstreams, each on a port the OS chooses. No sleeps: readiness is a listening socket
+bound before the server starts, shutdown is an event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+
+from interlock.core.app import create_app
+from interlock.core.config import load_config, parse_config
+
+GUARD = 10.0  # seconds: a guard against hangs, never a wait for something to happen
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Run `app` on hypercorn in this loop; yields `http://127.0.0.1:PORT`."""
+    sock = _listening_socket()
+    port = sock.getsockname()[1]
+    config = HypercornConfig()
+    config.bind = [f"fd://{sock.fileno()}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 2.0
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(hypercorn_serve(app, config, shutdown_trigger=stop.wait))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, GUARD)
+        sock.detach()  # hypercorn owns and closed the descriptor
+
+
+# -- the gateway ----------------------------------------------------------------------------
+def gateway_config(toml: str, tmp_path: Path) -> Any:
+    """A Config from TOML text; relative plugin paths resolve against `tmp_path`."""
+    import tomllib
+
+    path = tmp_path / "plugins.toml"
+    path.write_text(toml)
+    if "[store]" not in toml:
+        toml += f'\n[store]\nurl = "sqlite:///{tmp_path / "interlock.db"}"\n'
+        path.write_text(toml)
+    return parse_config(tomllib.loads(toml), source=str(path), base_dir=str(tmp_path))
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(toml: str, tmp_path: Path) -> AsyncIterator[str]:
+    app = create_app(gateway_config(toml, tmp_path))
+    async with serve_asgi(app) as url:
+        yield url
+
+
+__all__ = ["FakeUpstream", "Reply", "gateway_config", "load_config", "run_gateway", "serve_asgi"]
+
+
+# -- fake upstreams -------------------------------------------------------------------------
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return msgspec.json.decode(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+    chunks: AsyncIterator[bytes] | None = None
+
+    @classmethod
+    def json(cls, doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+        h = {"content-type": "application/json", **(headers or {})}
+        return cls(status, msgspec.json.encode(doc), h)
+
+    @classmethod
+    def sse(cls, chunks: AsyncIterator[bytes]) -> Reply:
+        return cls(200, b"", {"content-type": "text/event-stream"}, chunks)
+
+
+Handler = Callable[[Recorded], Reply | Awaitable[Reply]]
+
+
+class FakeUpstream:
+    """A provider on loopback whose answers each test scripts with `on(path, handler)`.
+
+    It records every request, and `stream_closed` is set when a streamed reply ended
+    because the gateway went away (the proof that a client disconnect reached it).
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.handlers: dict[str, Handler] = {}
+        self.stream_closed = asyncio.Event()
+        self.stream_finished = asyncio.Event()
+
+    def on(self, path: str, handler: Handler) -> None:
+        self.handlers[path] = handler
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        rec = Recorded(scope["method"], scope["path"], scope["query_string"].decode(), headers, body)
+        self.requests.append(rec)
+        handler = self.handlers.get(scope["path"])
+        if handler is None:
+            reply = Reply.json({"error": {"message": "no such path", "type": "not_found"}}, 404)
+        else:
+            result = handler(rec)
+            reply = await result if asyncio.iscoroutine(result) else result  # type: ignore[assignment]
+        raw_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
+        await send({"type": "http.response.start", "status": reply.status, "headers": raw_headers})
+        if reply.chunks is None:
+            await send({"type": "http.response.body", "body": reply.body})
+            return
+        await self._stream(reply.chunks, receive, send)
+
+    async def _stream(self, chunks: AsyncIterator[bytes], receive: Any, send: Any) -> None:
+        async def pump() -> None:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        pump_task = asyncio.ensure_future(pump())
+        gone_task = asyncio.ensure_future(gone())
+        done, _ = await asyncio.wait({pump_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
+        if gone_task in done and not pump_task.done():
+            pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump_task
+            self.stream_closed.set()
+        else:
+            gone_task.cancel()
+            self.stream_finished.set()
+            if pump_task.exception() is not None:
+                raise pump_task.exception()  # type: ignore[misc]
+
+
+@contextlib.asynccontextmanager
+async def fake_upstream() -> AsyncIterator[tuple[FakeUpstream, str]]:
+    upstream = FakeUpstream()
+    async with serve_asgi(upstream) as url:
+        yield upstream, url
+
+
+def sse(doc: Any) -> bytes:
+    return b"data: " + msgspec.json.encode(doc) + b"\n\n"
