@@ -110,8 +110,9 @@ Handler = Callable[[Recorded], Reply | Awaitable[Reply]]
 class FakeUpstream:
     """A provider on loopback whose answers each test scripts with `on(path, handler)`.
 
-    It records every request, and `stream_closed` is set when a streamed reply ended
-    because the gateway went away (the proof that a client disconnect reached it).
+    It records every request. `stream_closed` is set when a reply (streamed or not) was
+    cut short because the gateway went away: the proof that a client's disconnect
+    reached the provider. `stream_finished` is set when a reply went out whole.
     """
 
     def __init__(self) -> None:
@@ -139,9 +140,25 @@ class FakeUpstream:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        rec = Recorded(scope["method"], scope["path"], scope["query_string"].decode(), headers, body)
+        query = scope["query_string"].decode()
+        rec = Recorded(scope["method"], scope["path"], query, headers, body)
         self.requests.append(rec)
-        handler = self.handlers.get(scope["path"])
+        work = asyncio.ensure_future(self._respond(rec, send))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        done, _ = await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            gone.cancel()
+            self.stream_finished.set()
+            work.result()
+            return
+        # The gateway went away before the reply was complete: stop, as a provider does.
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        self.stream_closed.set()
+
+    async def _respond(self, rec: Recorded, send: Any) -> None:
+        handler = self.handlers.get(rec.path)
         if handler is None:
             reply = Reply.json({"error": {"message": "no such path", "type": "not_found"}}, 404)
         else:
@@ -152,31 +169,14 @@ class FakeUpstream:
         if reply.chunks is None:
             await send({"type": "http.response.body", "body": reply.body})
             return
-        await self._stream(reply.chunks, receive, send)
+        async for chunk in reply.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
-    async def _stream(self, chunks: AsyncIterator[bytes], receive: Any, send: Any) -> None:
-        async def pump() -> None:
-            async for chunk in chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
 
-        async def gone() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        pump_task = asyncio.ensure_future(pump())
-        gone_task = asyncio.ensure_future(gone())
-        done, _ = await asyncio.wait({pump_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
-        if gone_task in done and not pump_task.done():
-            pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump_task
-            self.stream_closed.set()
-        else:
-            gone_task.cancel()
-            self.stream_finished.set()
-            if pump_task.exception() is not None:
-                raise pump_task.exception()  # type: ignore[misc]
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 @contextlib.asynccontextmanager
