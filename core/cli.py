@@ -95,7 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
         if stateful:
             raise ConfigError(
                 f"{config.source}: [counters] key `url`: {config.server.workers} workers "
-                "with in-process counters would multiply the limits of {', '.join(stateful)}; set "
+                f"with in-process counters would multiply the limits of {', '.join(stateful)}; set "
                 'url = "redis://127.0.0.1:6379/0" or use --workers 1'
             )
     if config.server.profile == "fast":

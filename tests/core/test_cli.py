@@ -1,0 +1,136 @@
+"""`interlock serve` and `interlock mock-upstream` as real processes on OS-chosen ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from tests.support import GUARD
+
+RUNNING = re.compile(rb"Running on (http://127\.0\.0\.1:\d+)")
+
+
+@contextlib.asynccontextmanager
+async def interlock(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """Start `interlock ARGS --port 0`; yields its URL (read from the server's own log)
+    and, after it stopped, what it printed on stdout."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "interlock.core.cli",
+        *args,
+        "--port",
+        "0",
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    url = None
+    seen = b""
+    while url is None:
+        line = await asyncio.wait_for(proc.stderr.readline(), GUARD)
+        assert line, f"server exited: {seen.decode()}"
+        seen += line
+        if found := RUNNING.search(line):
+            url = found.group(1).decode()
+    out: list[bytes] = []
+    try:
+        yield url, out
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = await asyncio.wait_for(proc.communicate(), GUARD)
+        out.extend(stdout.splitlines())
+
+
+async def test_serve_with_no_config_answers_on_the_mock(tmp_path: Path) -> None:
+    env = {"INTERLOCK_CONFIG": ""}
+    async with interlock("serve", cwd=tmp_path, env=env) as (url, out):
+        async with httpx.AsyncClient() as client:
+            resp = await client.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert resp.status_code == 200
+            assert resp.json()["choices"][0]["message"]["content"]
+            assert (await client.get(f"{url}/readyz")).status_code == 200
+    lines = [msgspec.json.decode(line) for line in out if line.startswith(b"{")]
+    assert any(line["event"] == "request" and line["provider"] == "mock" for line in lines)
+
+
+async def test_serve_with_two_workers(tmp_path: Path) -> None:
+    config = tmp_path / "plugins.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path}/db.sqlite"\n'
+        '[[providers]]\nname = "mock"\nkind = "mock"\nmodels = ["m"]\n'
+    )
+    async with interlock("serve", "--config", str(config), "--workers", "2", cwd=tmp_path) as (
+        url,
+        _,
+    ):
+        async with httpx.AsyncClient() as client:
+            for _ in range(4):
+                resp = await client.post(
+                    f"{url}/v1/chat/completions",
+                    json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                )
+                assert resp.status_code == 200
+
+
+async def test_mock_upstream_command(tmp_path: Path) -> None:
+    async with interlock("mock-upstream", "--chunks", "5", cwd=tmp_path) as (url, _):
+        async with httpx.AsyncClient() as client:
+            resp = await client.post(
+                f"{url}/v1/chat/completions",
+                json={
+                    "model": "x",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
+    assert resp.content.endswith(b"data: [DONE]\n\n")
+
+
+def test_several_workers_with_in_process_counters_are_refused(tmp_path: Path) -> None:
+    import subprocess
+
+    plugin = tmp_path / "counting.py"
+    plugin.write_text(
+        "from interlock.core import Plugin\n"
+        "class Counting(Plugin):\n    name = 'counting'\n    needs_shared_counters = True\n"
+    )
+    config = tmp_path / "plugins.toml"
+    config.write_text(f'[plugins.counting]\npath = "{plugin}"\n')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "interlock.core.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert (
+        "[counters] key `url`: 2 workers with in-process counters would multiply the limits of counting"
+        in result.stderr
+    )
