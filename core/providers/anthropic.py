@@ -45,7 +45,7 @@ class _Block(msgspec.Struct):
     text: str | None = None
     id: str | None = None
     name: str | None = None
-    input: msgspec.Raw | None = None
+    input: msgspec.Raw = msgspec.Raw(b"{}")
 
 
 class _Message(msgspec.Struct):
@@ -130,7 +130,7 @@ class AnthropicProvider(HttpProvider):
             if block.type == "text" and block.text:
                 texts.append(block.text)
             elif block.type == "tool_use":
-                arguments = bytes(block.input).decode() if block.input is not None else "{}"
+                arguments = bytes(block.input).decode()
                 calls.append(ToolCall(block.id or "", block.name or "", arguments))
         ctx.usage = anthropic_usage(message.usage)
         return completion_body(

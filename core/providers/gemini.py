@@ -29,7 +29,7 @@ _encode = msgspec.json.Encoder().encode
 
 class _FunctionCall(msgspec.Struct, rename="camel"):  # Gemini's JSON is camelCase
     name: str = ""
-    args: msgspec.Raw | None = None
+    args: msgspec.Raw = msgspec.Raw(b"{}")
     id: str | None = None
 
 
@@ -80,7 +80,7 @@ def gemini_usage(u: _UsageMetadata) -> Usage:
 
 
 def _arguments(call: _FunctionCall) -> str:
-    return bytes(call.args).decode() if call.args is not None else "{}"
+    return bytes(call.args).decode()
 
 
 def _parts(candidate: _Candidate | None) -> list[_Part]:
