@@ -19,7 +19,7 @@ from ..context import RequestContext, Usage
 from ..errors import UpstreamError
 from ..sse import DONE
 from .anthropic_translate import FINISH_REASONS, STATUS_BY_ERROR_TYPE, anthropic_request
-from .base import HttpProvider, estimated_usage, sse_data, upstream_error
+from .base import HttpProvider, cut_off_usage, sse_data, upstream_error
 from .canonical import ChunkWriter, ToolCall, completion_body, ended_early
 
 __all__ = ["AnthropicOptions", "AnthropicProvider", "anthropic_usage"]
@@ -159,7 +159,8 @@ class AnthropicProvider(HttpProvider):
                 raise ended_early(self.name)
         finally:
             if state.usage is None or not state.done:
-                ctx.usage = _cut_off_usage(ctx, state.usage, state.writer)
+                events = state.writer.content_events if state.writer else 0
+                ctx.usage = cut_off_usage(ctx, state.usage, events)
 
     def _stream_error(self, info: _ErrorInfo | None) -> UpstreamError:
         info = info or _ErrorInfo()
@@ -213,14 +214,3 @@ class _StreamState:
         elif kind == "message_stop":
             self.done = True
             out.append(writer.finish(self.finish) + writer.usage_if_asked(self.ctx) + DONE)
-
-
-def _cut_off_usage(ctx: RequestContext, usage: Usage | None, writer: ChunkWriter | None) -> Usage:
-    """A stream that ended early: keep the provider's prompt count, estimate the rest."""
-    estimate = estimated_usage(ctx, writer.content_events if writer else 0)
-    if usage is not None and usage.prompt_tokens:
-        estimate.prompt_tokens = usage.prompt_tokens
-        estimate.cached_tokens = usage.cached_tokens
-        estimate.cache_write_tokens = usage.cache_write_tokens
-        estimate.completion_tokens = max(usage.completion_tokens, estimate.completion_tokens)
-    return estimate

@@ -29,7 +29,9 @@ __all__ = [
     "NoOptions",
     "Provider",
     "ProviderReply",
+    "cut_off_usage",
     "estimate_prompt_tokens",
+    "estimated_usage",
     "scrub",
     "sse_data",
     "upstream_error",
@@ -383,3 +385,15 @@ def estimated_usage(ctx: RequestContext, completion_events: int) -> Usage:
         completion_tokens=completion_events,
         estimated=True,
     )
+
+
+def cut_off_usage(ctx: RequestContext, usage: Usage | None, completion_events: int) -> Usage:
+    """Usage of a stream that ended early: the provider's prompt count when it sent one
+    (Anthropic and Gemini report it up front), an estimate for the rest."""
+    estimate = estimated_usage(ctx, completion_events)
+    if usage is not None and usage.prompt_tokens:
+        estimate.prompt_tokens = usage.prompt_tokens
+        estimate.cached_tokens = usage.cached_tokens
+        estimate.cache_write_tokens = usage.cache_write_tokens
+        estimate.completion_tokens = max(usage.completion_tokens, completion_events)
+    return estimate

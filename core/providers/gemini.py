@@ -18,7 +18,7 @@ import msgspec
 
 from ..context import RequestContext, Usage
 from ..sse import DONE
-from .base import HttpProvider, estimated_usage, sse_data
+from .base import HttpProvider, cut_off_usage, sse_data
 from .canonical import ChunkWriter, ToolCall, completion_body, ended_early
 from .gemini_translate import FINISH_REASONS, gemini_request
 
@@ -175,5 +175,6 @@ class GeminiProvider(HttpProvider):
                 raise ended_early(self.name)
             yield writer.finish(finish) + writer.usage_if_asked(ctx) + DONE
         finally:
-            if not seen_usage:
-                ctx.usage = estimated_usage(ctx, writer.content_events if writer else 0)
+            if finish is None:  # cut off: keep the prompt count, estimate the rest
+                events = writer.content_events if writer else 0
+                ctx.usage = cut_off_usage(ctx, ctx.usage if seen_usage else None, events)
