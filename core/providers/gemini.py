@@ -10,16 +10,24 @@ the usage. Gemini's stream has no end marker, so `[DONE]` is sent when it closes
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import msgspec
 
 from ..context import RequestContext, Usage
 from ..sse import DONE
-from .base import HttpProvider, cut_off_usage, sse_data
-from .canonical import ChunkWriter, ToolCall, completion_body, ended_early
+from .base import (
+    HttpProvider,
+    ProviderReply,
+    cut_off_usage,
+    estimate_prompt_tokens,
+    sse_data,
+)
+from .canonical import ChunkWriter, ToolCall, bad_request, completion_body, ended_early
 from .gemini_translate import FINISH_REASONS, gemini_request
 
 __all__ = ["GeminiProvider", "gemini_usage"]
@@ -66,7 +74,16 @@ class _Response(msgspec.Struct, rename="camel"):
     response_id: str = ""
 
 
+class _Embedding(msgspec.Struct):
+    values: list[float] = []
+
+
+class _Embeddings(msgspec.Struct):
+    embeddings: list[_Embedding] = []
+
+
 _decode_response = msgspec.json.Decoder(_Response).decode
+_decode_embeddings = msgspec.json.Decoder(_Embeddings).decode
 
 
 def gemini_usage(u: _UsageMetadata) -> Usage:
@@ -77,6 +94,11 @@ def gemini_usage(u: _UsageMetadata) -> Usage:
         completion_tokens=u.candidates_token_count + u.thoughts_token_count,
         cached_tokens=u.cached_content_token_count,
     )
+
+
+def _base64_floats(values: list[float]) -> str:
+    """OpenAI's `encoding_format: base64`: little-endian float32s, base64 encoded."""
+    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
 
 
 def _arguments(call: _FunctionCall) -> str:
@@ -115,6 +137,38 @@ class GeminiProvider(HttpProvider):
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
         url = f"{self.base_url}/models/{name}{method}"
         return url, self.headers(), _encode(gemini_request(ctx.payload()))
+
+    async def embeddings(self, ctx: RequestContext, model: str) -> ProviderReply:
+        """OpenAI embeddings through `batchEmbedContents`. Gemini reports no token usage
+        for embeddings, so the usage is the gateway's estimate."""
+        payload = ctx.payload()
+        inputs = payload.get("input")
+        texts = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise bad_request("input must be a string or a list of strings", "input")
+        name = quote(self.upstream_model(model), safe="")
+        item: dict[str, Any] = {"model": f"models/{self.upstream_model(model)}"}
+        if isinstance(payload.get("dimensions"), int):
+            item["outputDimensionality"] = payload["dimensions"]
+        body = {"requests": [{**item, "content": {"parts": [{"text": t}]}} for t in texts]}
+        url = f"{self.base_url}/models/{name}:batchEmbedContents"
+        resp = await self._send(url, self.headers(), _encode(body), False)
+        answer = self.decode_answer(_decode_embeddings, await resp.read())
+        tokens = estimate_prompt_tokens(ctx)
+        ctx.usage = Usage(prompt_tokens=tokens, estimated=True)
+        as_base64 = payload.get("encoding_format") == "base64"  # the openai SDK's default
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": _base64_floats(e.values) if as_base64 else e.values,
+            }
+            for i, e in enumerate(answer.embeddings)
+        ]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return ProviderReply(
+            _encode({"object": "list", "data": data, "model": model, "usage": usage})
+        )
 
     def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:
         response = self.decode_answer(_decode_response, body)

@@ -179,3 +179,31 @@ async def test_anthropic_error_event_mid_stream_reaches_the_client(
     assert "overloaded" in str(caught.value)
     assert usage.prompt_tokens == 9  # the provider's prompt count is kept
     assert usage.estimated
+
+
+async def test_gemini_embeddings(upstream, tmp_path: Path) -> None:
+    from tests.providers.upstreams import GEMINI
+    from tests.support import Reply
+
+    fake, url = upstream
+    answer = {"embeddings": [{"values": [0.1, -0.2]}, {"values": [0.3, 0.4]}]}
+    fake.on("/v1beta/models/text-embedding-004:batchEmbedContents", lambda r: Reply.json(answer))
+    config = GEMINI.table(url).replace(
+        'models = ["gemini-2.5-flash"]', 'models = ["gemini-2.5-flash", "text-embedding-004"]'
+    )
+    async with run_gateway(config, tmp_path) as gw:
+        result = await client(gw).embeddings.create(
+            model="text-embedding-004", input=["Grüezi", "Zürich"], dimensions=2
+        )
+    # The SDK asked for base64 (its default) and decoded the float32s back.
+    assert [d.embedding for d in result.data] == [
+        pytest.approx([0.1, -0.2]),
+        pytest.approx([0.3, 0.4]),
+    ]
+    assert result.usage.prompt_tokens > 0
+    sent = fake.requests[0].json()
+    assert sent["requests"][1] == {
+        "model": "models/text-embedding-004",
+        "outputDimensionality": 2,
+        "content": {"parts": [{"text": "Zürich"}]},
+    }
