@@ -19,9 +19,10 @@ from typing import Any
 import msgspec
 
 from .context import ChatHead, Endpoint, Inbound, RequestContext, Usage
-from .errors import GatewayError, anthropic_error_body
+from .errors import GatewayError, UpstreamError, anthropic_error_body
 from .inbound import Decoded, invalid_request
 from .inbound_anthropic_request import canonical_request
+from .providers.base import scrub
 from .sse import EventSplitter, format_event, parse_event
 
 __all__ = ["AnthropicMessages"]
@@ -77,9 +78,14 @@ class _Choice(msgspec.Struct):
     finish_reason: str | None = None
 
 
+class _StreamError(msgspec.Struct):
+    message: str = ""
+
+
 class _Completion(msgspec.Struct):
     id: str = ""
     choices: list[_Choice] = []
+    error: _StreamError | None = None  # an OpenAI-format upstream's error event
 
 
 _decode_completion = msgspec.json.Decoder(_Completion).decode
@@ -183,6 +189,16 @@ class _StreamRenderer:
                     completion = _decode_completion(data)
                 except msgspec.DecodeError:
                     continue
+                if completion.error is not None:
+                    # Relay what came before, then let the core send the error event.
+                    if out:
+                        yield b"".join(out)
+                    raise UpstreamError(
+                        502,
+                        "upstream_error",
+                        f"the provider failed mid-stream: {scrub(completion.error.message, [])}",
+                        retryable=False,
+                    )
                 self._chunk(completion, out)
             if out:
                 yield b"".join(out)

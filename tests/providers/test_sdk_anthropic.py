@@ -264,3 +264,41 @@ async def client_http() -> Any:
 
     async with httpx.AsyncClient(timeout=10.0) as c:
         yield c
+
+
+async def test_openai_format_error_event_mid_stream_becomes_an_error_event(
+    upstream, tmp_path: Path
+) -> None:
+    from tests.providers.upstreams import COMPATIBLE, in_small_chunks
+    from tests.support import Reply
+
+    fake, url = upstream
+    events = (
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"x","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}\n\n'
+        b'data: {"error":{"message":"upstream exploded","type":"server_error"}}\n\n'
+    )
+    fake.on("/openai/v1/chat/completions", lambda r: Reply.sse(in_small_chunks(events)))
+    async with run_gateway(COMPATIBLE.config(url), tmp_path) as gw:
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            async with client(gw).messages.stream(
+                model="llama3", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+            ) as stream:
+                async for _ in stream:
+                    pass
+    assert "upstream exploded" in str(caught.value)
+
+
+async def test_mock_provider_speaks_anthropic(tmp_path: Path) -> None:
+    config = '[[providers]]\nname = "mock"\nkind = "mock"\nmodels = ["mock-1"]\n'
+    async with run_gateway(config, tmp_path) as gw:
+        message = await client(gw).messages.create(
+            model="mock-1", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        )
+        async with client(gw).messages.stream(
+            model="mock-1", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            text = "".join([t async for t in stream.text_stream])
+            final = await stream.get_final_message()
+    assert message.content[0].type == "text"
+    assert text == message.content[0].text
+    assert final.usage.output_tokens == message.usage.output_tokens > 0
