@@ -53,6 +53,17 @@ expected_usage_keys = (
 )
 
 
+async def stream_failure(gw: str, model: str) -> anthropic.APIStatusError:
+    """Read a stream to its end; the error event it ends with, as the SDK raises it."""
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        async with client(gw).messages.stream(
+            model=model, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            async for _ in stream:
+                pass
+    return caught.value
+
+
 @kinds
 async def test_chat(kind: Kind, upstream, tmp_path: Path) -> None:
     async with serving(kind, upstream, tmp_path) as gw:
@@ -219,16 +230,9 @@ async def test_stream_error_mid_way_is_an_error_event(upstream, tmp_path: Path) 
     )
     fake.on("/v1/messages", lambda r: Reply.sse(in_small_chunks(events)))
     async with run_gateway(ANTHROPIC.config(url), tmp_path) as gw:
-        with pytest.raises(anthropic.APIStatusError) as caught:
-            async with client(gw).messages.stream(
-                model="claude-sonnet-4-6",
-                max_tokens=10,
-                messages=[{"role": "user", "content": "hi"}],
-            ) as stream:
-                async for _ in stream:
-                    pass
+        caught = await stream_failure(gw, "claude-sonnet-4-6")
         usage, _ = await recorded()
-    assert "Overloaded" in str(caught.value)
+    assert "Overloaded" in str(caught)
     assert usage.estimated
 
 
@@ -279,13 +283,8 @@ async def test_openai_format_error_event_mid_stream_becomes_an_error_event(
     )
     fake.on("/openai/v1/chat/completions", lambda r: Reply.sse(in_small_chunks(events)))
     async with run_gateway(COMPATIBLE.config(url), tmp_path) as gw:
-        with pytest.raises(anthropic.APIStatusError) as caught:
-            async with client(gw).messages.stream(
-                model="llama3", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
-            ) as stream:
-                async for _ in stream:
-                    pass
-    assert "upstream exploded" in str(caught.value)
+        caught = await stream_failure(gw, "llama3")
+    assert "upstream exploded" in str(caught)
 
 
 async def test_mock_provider_speaks_anthropic(tmp_path: Path) -> None:
