@@ -150,9 +150,12 @@ def anthropic_request(
         body["system"] = system
     if stream:
         body["stream"] = True
-    for key in ("temperature", "top_p"):
-        if payload.get(key) is not None:
-            body[key] = payload[key]
+    temperature = payload.get("temperature")
+    if isinstance(temperature, int | float):
+        # OpenAI allows 0..2, Anthropic 0..1: a request failing over keeps working.
+        body["temperature"] = min(float(temperature), 1.0)
+    if payload.get("top_p") is not None:
+        body["top_p"] = payload["top_p"]
     stop = payload.get("stop")
     if stop:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)

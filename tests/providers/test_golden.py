@@ -302,3 +302,11 @@ def test_azure_options_refuse_unknown_keys() -> None:
                 options={"api_versoin": "2024-10-21"},
             )
         )
+
+
+def test_anthropic_temperature_is_clamped_to_its_range(providers: dict[str, HttpProvider]) -> None:
+    ctx = context(
+        {"model": "m", "temperature": 1.6, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    _, _, body = providers["anthropic"].chat_request(ctx, "m", False)
+    assert json.loads(body)["temperature"] == 1.0
