@@ -9,6 +9,10 @@ stop reason and usage, message_stop), errors as `{"type": "error", ...}`.
 
 The `x-api-key` / `authorization` headers are the caller's key for the gateway: this
 module never reads or forwards them.
+
+Not translated yet: `cache_control` hints (OpenAI's shape has none), thinking blocks
+and the `thinking` option, `top_k`, document and server-tool blocks (400), images inside
+tool results (only their text is kept), and `/v1/messages/count_tokens`.
 """
 
 from __future__ import annotations

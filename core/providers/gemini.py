@@ -6,6 +6,11 @@ msgspec Structs). Each streamed event is a whole `GenerateContentResponse` holdi
 parts: text becomes content deltas, a `functionCall` (Gemini sends it whole) becomes one
 tool-call chunk, `finishReason` the finish chunk, and the cumulative `usageMetadata`
 the usage. Gemini's stream has no end marker, so `[DONE]` is sent when it closes.
+
+Not translated yet: `n` > 1 (only the first candidate is read), `logprobs`, audio and
+file parts (400), thought parts and their `thoughtSignature` (dropped, so a thinking
+model's multi-turn tool use loses its signatures), and tool-call ids, which Gemini
+mostly does not send (`call_N` is made up; results are matched back by function name).
 """
 
 from __future__ import annotations
