@@ -27,6 +27,7 @@ from .config import Config, ConfigError, load_config
 from .context import RequestContext
 from .errors import GatewayError, openai_error_body
 from .inbound import InboundFormat, OpenAIChat, OpenAIEmbeddings, tags_from
+from .inbound_anthropic import AnthropicMessages
 from .logging import configure_logging, get_logger
 from .pipeline import Pipeline
 from .plugins import HookPlans, load_plugins
@@ -99,6 +100,7 @@ class Gateway:
         routes: list[BaseRoute] = [
             Route("/v1/chat/completions", ProxyEndpoint(self, OpenAIChat()), methods=["POST"]),
             Route("/v1/embeddings", ProxyEndpoint(self, OpenAIEmbeddings()), methods=["POST"]),
+            Route("/v1/messages", ProxyEndpoint(self, AnthropicMessages()), methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
@@ -264,7 +266,7 @@ class ProxyEndpoint:
             await self.pipeline.finish(ctx)
 
     async def _complete(self, ctx: RequestContext, send: Any, started: list[bool]) -> None:
-        body = self.inbound.render(await self.pipeline.complete(ctx))
+        body = self.inbound.render(ctx, await self.pipeline.complete(ctx))
         started[0] = True
         await send(
             {
@@ -296,7 +298,7 @@ class ProxyEndpoint:
             )
             first = True
             try:
-                async for chunk in self.inbound.render_stream(handle.events):
+                async for chunk in self.inbound.render_stream(ctx, handle.events):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     if first:
                         ctx.timings["ttfb_ms"] = ctx.elapsed_ms()

@@ -39,7 +39,9 @@ class ChatHead(msgspec.Struct, omit_defaults=True):
     messages: list[msgspec.Raw]
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    metadata: msgspec.Raw | None = None
+    # `Raw | None` would accept only null (msgspec cannot put Raw in a union): a Raw field
+    # whose default is None keeps "absent" as None and any present value as raw bytes.
+    metadata: msgspec.Raw = None  # type: ignore[assignment]
 
 
 class EmbeddingsHead(msgspec.Struct):

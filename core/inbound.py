@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .context import ChatHead, EmbeddingsHead, Endpoint, Inbound
+from .context import ChatHead, EmbeddingsHead, Endpoint, Inbound, RequestContext
 from .errors import GatewayError, openai_error_body
 from .sse import format_event
 
@@ -34,8 +34,11 @@ class InboundFormat(Protocol):
     stream_headers: list[tuple[bytes, bytes]]
 
     def decode(self, raw: bytes, headers: dict[str, str]) -> Decoded: ...
-    def render(self, body: bytes) -> bytes: ...
-    def render_stream(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]: ...
+    # `ctx` carries the usage the provider reported, for formats that put it in the body.
+    def render(self, ctx: RequestContext, body: bytes) -> bytes: ...
+    def render_stream(
+        self, ctx: RequestContext, events: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]: ...
     def error_body(self, err: GatewayError) -> bytes: ...
     def stream_error(self, err: GatewayError) -> bytes: ...
 
@@ -86,10 +89,12 @@ class OpenAIChat:
         include_usage = bool(head.stream_options and head.stream_options.get("include_usage"))
         return Decoded(head, raw, head.stream, include_usage)
 
-    def render(self, body: bytes) -> bytes:
+    def render(self, ctx: RequestContext, body: bytes) -> bytes:
         return body
 
-    def render_stream(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    def render_stream(
+        self, ctx: RequestContext, events: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
         return events
 
     def error_body(self, err: GatewayError) -> bytes:

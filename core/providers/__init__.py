@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from .anthropic import AnthropicProvider
+from .azure import AzureProvider
 from .base import HttpProvider, Provider, ProviderReply, upstream_error
+from .gemini import GeminiProvider
 from .mock import MockProvider
 from .openai import OpenAICompatibleProvider, OpenAIProvider
 
 __all__ = ["BUILTIN_KINDS", "HttpProvider", "Provider", "ProviderReply", "upstream_error"]
 
 BUILTIN_KINDS: dict[str, type[Provider]] = {
-    cls.kind: cls for cls in (OpenAIProvider, OpenAICompatibleProvider, MockProvider)
+    cls.kind: cls
+    for cls in (
+        OpenAIProvider,
+        OpenAICompatibleProvider,
+        AnthropicProvider,
+        GeminiProvider,
+        AzureProvider,
+        MockProvider,
+    )
 }

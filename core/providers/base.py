@@ -13,8 +13,8 @@ logs and never puts its key into an error message.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
@@ -22,16 +22,23 @@ from ..config import ConfigError, ProviderConfig, Secret, convert_table, resolve
 from ..context import RequestContext, Usage
 from ..errors import GatewayError, UpstreamError
 from ..forward import ClientSettings, UpstreamClient, UpstreamResponse, make_client
+from ..sse import EventSplitter, parse_event
 
 __all__ = [
     "HttpProvider",
     "NoOptions",
     "Provider",
     "ProviderReply",
+    "cut_off_usage",
     "estimate_prompt_tokens",
+    "estimated_usage",
     "scrub",
+    "sse_data",
     "upstream_error",
 ]
+
+
+T = TypeVar("T")
 
 
 class NoOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -138,6 +145,19 @@ class HttpProvider(Provider):
         )
         self.client: UpstreamClient = make_client(client_kind, settings)
 
+    def json_headers(
+        self, key_header: str, prefix: str = "", extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Request headers: JSON, no compression, the key in `key_header` (after
+        `prefix`), the format's `extra` headers, then the configured ones."""
+        headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        if extra:
+            headers.update(extra)
+        if self.api_key is not None:
+            headers[key_header] = prefix + self.api_key.reveal()
+        headers.update(self.config.headers)
+        return headers
+
     # -- what a wire format fills in ----------------------------------------------------
     def chat_request(
         self, ctx: RequestContext, model: str, stream: bool
@@ -159,6 +179,18 @@ class HttpProvider(Provider):
     def error_message(self, body: bytes) -> tuple[str, str | None]:
         """`(message, type)` from an error body in this wire format."""
         return _generic_error(body)
+
+    def decode_answer(self, decode: Callable[[bytes], T], body: bytes) -> T:
+        """An upstream's answer decoded, or a retryable 502 when it is not readable."""
+        try:
+            return decode(body)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(
+                502,
+                "upstream_error",
+                f"provider '{self.name}' sent an unreadable answer: {exc}",
+                retryable=True,
+            ) from None
 
     # -- shared machinery -----------------------------------------------------------------
     async def _send(
@@ -186,6 +218,34 @@ class HttpProvider(Provider):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+async def sse_data(
+    chunks: AsyncIterator[bytes], decode: Callable[[bytes], T]
+) -> AsyncIterator[list[T]]:
+    """The decoded `data:` payloads of an upstream SSE stream, one list per network chunk
+    (so an adapter yields once per chunk it received). Events and UTF-8 characters split
+    across chunks are joined first; a payload that does not decode is skipped."""
+    splitter = EventSplitter()
+    async for chunk in chunks:
+        batch = _decoded(splitter.feed(chunk), decode)
+        if batch:
+            yield batch
+    rest = _decoded([splitter.rest()], decode)
+    if rest:
+        yield rest
+
+
+def _decoded(events: list[bytes], decode: Callable[[bytes], T]) -> list[T]:
+    out: list[T] = []
+    for event in events:
+        _, data = parse_event(event)
+        if data:
+            try:
+                out.append(decode(data))
+            except msgspec.DecodeError:
+                continue
+    return out
 
 
 async def _closing(events: AsyncIterator[bytes], resp: UpstreamResponse) -> AsyncIterator[bytes]:
@@ -325,3 +385,15 @@ def estimated_usage(ctx: RequestContext, completion_events: int) -> Usage:
         completion_tokens=completion_events,
         estimated=True,
     )
+
+
+def cut_off_usage(ctx: RequestContext, usage: Usage | None, completion_events: int) -> Usage:
+    """Usage of a stream that ended early: the provider's prompt count when it sent one
+    (Anthropic and Gemini report it up front), an estimate for the rest."""
+    estimate = estimated_usage(ctx, completion_events)
+    if usage is not None and usage.prompt_tokens:
+        estimate.prompt_tokens = usage.prompt_tokens
+        estimate.cached_tokens = usage.cached_tokens
+        estimate.cache_write_tokens = usage.cache_write_tokens
+        estimate.completion_tokens = max(usage.completion_tokens, completion_events)
+    return estimate

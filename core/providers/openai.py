@@ -79,11 +79,11 @@ class OpenAIProvider(HttpProvider):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
 
     def headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        if self.api_key is not None:
-            headers["authorization"] = "Bearer " + self.api_key.reveal()
-        headers.update(self.config.headers)
-        return headers
+        return self.json_headers("authorization", "Bearer ")
+
+    def url(self, model: str, path: str) -> str:
+        """The upstream URL of `path` (`/chat/completions`, `/embeddings`) for `model`."""
+        return self.base_url + path
 
     def _body(self, ctx: RequestContext, model: str, stream: bool) -> bytes:
         upstream = self.upstream_model(model)
@@ -95,7 +95,8 @@ class OpenAIProvider(HttpProvider):
     def chat_request(
         self, ctx: RequestContext, model: str, stream: bool
     ) -> tuple[str, dict[str, str], bytes]:
-        return self.base_url + "/chat/completions", self.headers(), self._body(ctx, model, stream)
+        url = self.url(model, "/chat/completions")
+        return url, self.headers(), self._body(ctx, model, stream)
 
     def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:
         try:
@@ -142,7 +143,7 @@ class OpenAIProvider(HttpProvider):
     async def embeddings(self, ctx: RequestContext, model: str) -> ProviderReply:
         upstream = self.upstream_model(model)
         body = ctx.body_bytes({"model": upstream} if upstream != ctx.body.model else None)
-        resp = await self._send(self.base_url + "/embeddings", self.headers(), body, False)
+        resp = await self._send(self.url(model, "/embeddings"), self.headers(), body, False)
         data = await resp.read()
         try:
             usage = _decode_usage(data).usage

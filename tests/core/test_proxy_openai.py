@@ -202,3 +202,19 @@ async def test_client_disconnect_cancels_non_streamed_upstream_request(
             await asyncio.wait_for(fake.stream_closed.wait(), GUARD)
     assert cancelled.is_set()  # the provider stopped generating
     assert len(fake.requests) == 1
+
+
+async def test_metadata_object_is_accepted_and_becomes_tags(
+    upstream, client, tmp_path: Path
+) -> None:
+    fake, url = upstream
+    fake.on("/v1/chat/completions", lambda r: Reply.json(COMPLETION))
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"feature": "search"},
+    }
+    async with run_gateway(config(url), tmp_path) as gw:
+        resp = await client.post(f"{gw}/v1/chat/completions", json=body)
+    assert resp.status_code == 200
+    assert fake.requests[0].json() == body

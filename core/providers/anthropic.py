@@ -1,0 +1,216 @@
+"""Anthropic Messages API (`POST {base_url}/messages`), translated to and from canonical.
+
+The request is built by `anthropic_translate`; this module reads Anthropic's answers
+(typed msgspec Structs) and its SSE events, and emits canonical chunks as the events
+arrive: text deltas, tool calls with their `input_json_delta` argument fragments, the
+finish reason, and usage from `message_start` / `message_delta`. An `error` event inside
+the stream raises `UpstreamError`, so the core can fail over (before the first event)
+or tell the client (after it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import msgspec
+
+from ..context import RequestContext, Usage
+from ..errors import UpstreamError
+from ..sse import DONE
+from .anthropic_translate import FINISH_REASONS, STATUS_BY_ERROR_TYPE, anthropic_request
+from .base import HttpProvider, cut_off_usage, sse_data, upstream_error
+from .canonical import ChunkWriter, ToolCall, completion_body, ended_early
+
+__all__ = ["AnthropicOptions", "AnthropicProvider", "anthropic_usage"]
+
+_encode = msgspec.json.Encoder().encode
+
+
+class AnthropicOptions(msgspec.Struct, forbid_unknown_fields=True):
+    anthropic_version: str = "2023-06-01"
+    default_max_tokens: int = 4096  # Anthropic requires max_tokens; OpenAI callers may omit it
+    beta: list[str] = []  # `anthropic-beta` feature flags
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _Block(msgspec.Struct):
+    type: str
+    text: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class _Message(msgspec.Struct):
+    id: str = ""
+    model: str = ""
+    content: list[_Block] = []
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+
+
+class _Delta(msgspec.Struct):
+    type: str | None = None
+    text: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class _ErrorInfo(msgspec.Struct):
+    type: str = "api_error"
+    message: str = ""
+
+
+class _Event(msgspec.Struct):
+    type: str
+    message: _Message | None = None
+    index: int = 0
+    content_block: _Block | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: _ErrorInfo | None = None
+
+
+_decode_message = msgspec.json.Decoder(_Message).decode
+_decode_event = msgspec.json.Decoder(_Event).decode
+
+
+def anthropic_usage(u: _Usage | None, into: Usage | None = None) -> Usage:
+    """Anthropic's usage as ours. Anthropic's `input_tokens` excludes cache reads and
+    cache writes; our `prompt_tokens` counts all three. Fields missing from `u` (a
+    `message_delta` carries only what changed) keep the values already in `into`."""
+    usage = into if into is not None else Usage()
+    if u is None:
+        return usage
+    fresh = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+    if u.input_tokens is not None:
+        fresh = u.input_tokens
+    if u.cache_read_input_tokens is not None:
+        usage.cached_tokens = u.cache_read_input_tokens
+    if u.cache_creation_input_tokens is not None:
+        usage.cache_write_tokens = u.cache_creation_input_tokens
+    usage.prompt_tokens = fresh + usage.cached_tokens + usage.cache_write_tokens
+    if u.output_tokens is not None:
+        usage.completion_tokens = u.output_tokens
+    return usage
+
+
+class AnthropicProvider(HttpProvider):
+    kind = "anthropic"
+    Options = AnthropicOptions
+    default_base_url: ClassVar[str | None] = "https://api.anthropic.com/v1"
+
+    def headers(self) -> dict[str, str]:
+        options: AnthropicOptions = self.options
+        extra = {"anthropic-version": options.anthropic_version}
+        if options.beta:
+            extra["anthropic-beta"] = ",".join(options.beta)
+        return self.json_headers("x-api-key", extra=extra)
+
+    def chat_request(
+        self, ctx: RequestContext, model: str, stream: bool
+    ) -> tuple[str, dict[str, str], bytes]:
+        body = anthropic_request(
+            ctx.payload(), self.upstream_model(model), stream, self.options.default_max_tokens
+        )
+        return self.base_url + "/messages", self.headers(), _encode(body)
+
+    def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:
+        message = self.decode_answer(_decode_message, body)
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for block in message.content:
+            if block.type == "text" and block.text:
+                texts.append(block.text)
+            elif block.type == "tool_use":
+                arguments = bytes(block.input).decode()
+                calls.append(ToolCall(block.id or "", block.name or "", arguments))
+        ctx.usage = anthropic_usage(message.usage)
+        return completion_body(
+            ident=message.id,
+            model=model,
+            text="".join(texts) if texts or not calls else None,
+            tool_calls=calls,
+            finish_reason=FINISH_REASONS.get(message.stop_reason or "", "stop"),
+            usage=ctx.usage,
+        )
+
+    async def chat_events(
+        self, ctx: RequestContext, model: str, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        state = _StreamState(ctx, model)
+        try:
+            async for batch in sse_data(chunks, _decode_event):
+                out: list[bytes] = []
+                for event in batch:
+                    if event.type == "error":
+                        raise self._stream_error(event.error)
+                    state.on(event, out)
+                if out:
+                    yield b"".join(out)
+            if not state.done:
+                raise ended_early(self.name)
+        finally:
+            if state.usage is None or not state.done:
+                events = state.writer.content_events if state.writer else 0
+                ctx.usage = cut_off_usage(ctx, state.usage, events)
+
+    def _stream_error(self, info: _ErrorInfo | None) -> UpstreamError:
+        info = info or _ErrorInfo()
+        status = STATUS_BY_ERROR_TYPE.get(info.type, 500)
+        return upstream_error(self, status, {}, info.message, info.type)
+
+
+class _StreamState:
+    """One Anthropic stream being turned into canonical chunks."""
+
+    __slots__ = ("ctx", "done", "finish", "model", "tools", "usage", "writer")
+
+    def __init__(self, ctx: RequestContext, model: str) -> None:
+        self.ctx = ctx
+        self.model = model
+        self.writer: ChunkWriter | None = None
+        self.usage: Usage | None = None
+        self.tools: dict[int, int] = {}  # Anthropic content block index -> tool index
+        self.finish = "stop"
+        self.done = False
+
+    def on(self, event: _Event, out: list[bytes]) -> None:
+        kind = event.type
+        writer = self.writer
+        if kind == "message_start" and event.message is not None:
+            self.writer = ChunkWriter(event.message.id, self.model)
+            self.usage = self.ctx.usage = anthropic_usage(event.message.usage)
+            out.append(self.writer.role())
+        elif writer is None:
+            return  # nothing before message_start means anything
+        elif kind == "content_block_start" and event.content_block is not None:
+            block = event.content_block
+            if block.type == "tool_use":
+                index, chunk = writer.tool_start(block.id or "", block.name or "")
+                self.tools[event.index] = index
+                out.append(chunk)
+            elif block.type == "text" and block.text:
+                out.append(writer.text(block.text))
+        elif kind == "content_block_delta" and event.delta is not None:
+            delta = event.delta
+            if delta.type == "text_delta" and delta.text:
+                out.append(writer.text(delta.text))
+            elif delta.type == "input_json_delta" and delta.partial_json:
+                tool = self.tools.get(event.index)
+                if tool is not None:
+                    out.append(writer.tool_arguments(tool, delta.partial_json))
+        elif kind == "message_delta":
+            if event.delta is not None and event.delta.stop_reason:
+                self.finish = FINISH_REASONS.get(event.delta.stop_reason, "stop")
+            self.usage = self.ctx.usage = anthropic_usage(event.usage, self.usage)
+        elif kind == "message_stop":
+            self.done = True
+            out.append(writer.finish(self.finish) + writer.usage_if_asked(self.ctx) + DONE)
