@@ -53,7 +53,8 @@ class Gateway:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.redactor = configure_logging(config.logging.format, config.logging.level)
+        self.log_setup = configure_logging(config.logging.format, config.logging.level)
+        self.redactor = self.log_setup.redactor
         self.logger = get_logger()
         self.pricing = Pricing(config.pricing)
         self.services = Services(config, self.pricing, self.logger)
@@ -159,6 +160,7 @@ class Gateway:
             for provider in self.providers.values():
                 await provider.aclose()
             await self.services.store.close()
+            await asyncio.to_thread(self.log_setup.close)
 
 
 class _Watch:

@@ -1,21 +1,27 @@
-"""structlog set up for a gateway: one JSON line per request, keys never written.
+"""structlog set up for a gateway: one JSON line per request, keys never written, and
+no write on the event loop.
 
 The last processor before rendering is `Redactor`: it blanks fields whose names say they
 hold credentials and replaces every configured secret (provider keys, the master key)
 wherever it appears in a value, so a key cannot reach a log line even by accident.
+Rendered lines go to a `BackgroundWriter`: the request path only enqueues bytes, and a
+thread writes them, so a slow log consumer (a full pipe) never stalls requests.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import queue
 import sys
+import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import msgspec
 import structlog
 
-__all__ = ["Redactor", "configure_logging", "get_logger"]
+__all__ = ["BackgroundWriter", "LogSetup", "Redactor", "configure_logging", "get_logger"]
 
 _SENSITIVE_FIELDS = frozenset(
     {
@@ -76,6 +82,91 @@ class Redactor:
         return event
 
 
+class BackgroundWriter:
+    """A file for structlog's `BytesLogger` whose `write` only enqueues.
+
+    One daemon thread writes queued lines in batches and flushes when the queue runs
+    dry. `drain()` blocks until everything queued so far is written (at shutdown, and in
+    tests that read the output).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="interlock-log", daemon=True)
+        self._thread.start()
+        atexit.register(self.drain)
+
+    def write(self, data: bytes) -> None:
+        if self._closed:  # after close: a rare line at exit is written in place
+            self._write([data])
+            return
+        self._queue.put(data)
+
+    def flush(self) -> None:
+        """Called by the logger after every line: nothing to do, the thread flushes."""
+
+    def drain(self, timeout: float = 5.0) -> None:
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread (at the gateway's shutdown)."""
+        if not self._closed:
+            self.drain()
+            self._closed = True
+            self._queue.put(None)
+            atexit.unregister(self.drain)
+
+    def _run(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        while True:
+            item = get()
+            if item is None:
+                return
+            batch: list[bytes] = []
+            while True:
+                if isinstance(item, threading.Event):
+                    self._write(batch)
+                    batch = []
+                    item.set()
+                else:
+                    batch.append(item)
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._write(batch)
+                    return
+            self._write(batch)
+
+    def _write(self, batch: list[bytes]) -> None:
+        if not batch:
+            return
+        try:
+            self._stream.write(b"".join(batch))
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # stdout closed or gone: logging must never take the gateway down
+
+
+class LogSetup:
+    """What `configure_logging` made: the redactor (to add secrets) and the writer."""
+
+    def __init__(self, redactor: Redactor, writer: BackgroundWriter) -> None:
+        self.redactor = redactor
+        self.writer = writer
+
+    def drain(self) -> None:
+        self.writer.drain()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def _render_json(encoder: msgspec.json.Encoder) -> Any:
     def render(logger: Any, method: str, event: MutableMapping[str, Any]) -> bytes:
         return encoder.encode(event)
@@ -85,8 +176,8 @@ def _render_json(encoder: msgspec.json.Encoder) -> Any:
 
 def configure_logging(
     fmt: str = "json", level: str = "info", redactor: Redactor | None = None, stream: Any = None
-) -> Redactor:
-    """Configure structlog once per process; returns the redactor to add secrets to."""
+) -> LogSetup:
+    """Configure structlog once per process; lines go to `stream` (stdout) off the loop."""
     redactor = redactor or Redactor()
     processors: list[Any] = [
         structlog.processors.add_log_level,
@@ -96,17 +187,17 @@ def configure_logging(
     ]
     if fmt == "console":
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
-        factory: Any = structlog.PrintLoggerFactory(stream or sys.stdout)
+        processors.append(lambda logger, method, line: line.encode("utf-8", "replace"))
     else:
         processors.append(_render_json(msgspec.json.Encoder(enc_hook=repr)))
-        factory = structlog.BytesLoggerFactory(stream or sys.stdout.buffer)
+    writer = BackgroundWriter(stream or sys.stdout.buffer)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=factory,
+        logger_factory=structlog.BytesLoggerFactory(writer),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    return redactor
+    return LogSetup(redactor, writer)
 
 
 def get_logger(name: str = "interlock") -> Any:

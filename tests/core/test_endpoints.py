@@ -112,9 +112,36 @@ def test_redactor_replaces_configured_secrets() -> None:
     from interlock.core.logging import Redactor, configure_logging, get_logger
 
     stream = io.BytesIO()
-    redactor = configure_logging("json", "info", Redactor(["sk-live-abcdef"]), stream=stream)
+    setup = configure_logging("json", "info", Redactor(["sk-live-abcdef"]), stream=stream)
     get_logger().info("oops", detail="key sk-live-abcdef leaked", authorization="Bearer x")
+    setup.drain()
     line = msgspec.json.decode(stream.getvalue().splitlines()[-1])
     assert line["detail"] == "key [redacted] leaked" and line["authorization"] == "[redacted]"
-    assert redactor.secrets == {"sk-live-abcdef"}
+    assert setup.redactor.secrets == {"sk-live-abcdef"}
     configure_logging("json", "info")
+
+
+def test_log_writes_never_block_the_caller() -> None:
+    """A stalled log consumer (a full pipe) must not stall the request path."""
+    import threading
+
+    from interlock.core.logging import BackgroundWriter
+
+    release = threading.Event()
+    written: list[bytes] = []
+
+    class StuckPipe:
+        def write(self, data: bytes) -> None:
+            release.wait(10)
+            written.append(data)
+
+        def flush(self) -> None:
+            pass
+
+    writer = BackgroundWriter(StuckPipe())
+    for i in range(1000):
+        writer.write(b"line %d\n" % i)  # returns at once although the pipe is stuck
+    assert written == []
+    release.set()
+    writer.close()
+    assert b"".join(written) == b"".join(b"line %d\n" % i for i in range(1000))
