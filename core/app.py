@@ -66,6 +66,7 @@ class Gateway:
         self.max_body = config.server.max_body_bytes
 
     def _build_providers(self) -> dict[str, Provider]:
+        self.client_kind = self.config.server.upstream_client()
         kinds: dict[str, type[Provider]] = dict(BUILTIN_KINDS)
         for extra in self.pm.hook.register_providers():
             for kind, cls in (extra or {}).items():
@@ -82,7 +83,7 @@ class Gateway:
                     f"{self.config.source}: [providers '{pc.name}'] key `kind`: unknown kind "
                     f"'{pc.kind}' (known: {', '.join(sorted(kinds))})"
                 )
-            provider = cls(pc, client_kind=self.config.server.client, source=self.config.source)
+            provider = cls(pc, client_kind=self.client_kind, source=self.config.source)
             problem = provider.missing()
             if problem:
                 self.logger.warning("provider_skipped", provider=pc.name, reason=problem)
@@ -401,9 +402,12 @@ def create_app(config: Config | None = None, *, config_path: str | None = None) 
 
 def create_app_from_env() -> Starlette:
     """For `hypercorn interlock.core.app:create_app_from_env()` and worker processes:
-    the config from $INTERLOCK_CONFIG, the log format from $INTERLOCK_LOG_FORMAT."""
+    the config from $INTERLOCK_CONFIG, the log format from $INTERLOCK_LOG_FORMAT, the
+    profile from $INTERLOCK_PROFILE (set by `serve --fast`: it also picks the client)."""
     config = load_config()
     log_format = os.environ.get("INTERLOCK_LOG_FORMAT")
     if log_format in ("json", "console"):
         config.logging.format = log_format  # type: ignore[assignment]
+    if os.environ.get("INTERLOCK_PROFILE") == "fast":
+        config.server.profile = "fast"
     return create_app(config)

@@ -3,19 +3,26 @@
 The last processor before rendering is `Redactor`: it blanks fields whose names say they
 hold credentials and replaces every configured secret (provider keys, the master key)
 wherever it appears in a value, so a key cannot reach a log line even by accident.
+
+The one line per request goes through `log_request`, which writes the same JSON bytes as
+the processor chain without structlog's per-call machinery (measured: ~45 µs of a ~190 µs
+request through the chain, ~5 µs this way; bench/README.md) whenever the configuration
+is still the JSON one set up here; otherwise (console format, a test's `capture_logs`)
+it is an ordinary `logger.info`.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import msgspec
 import structlog
 
-__all__ = ["Redactor", "configure_logging", "get_logger"]
+__all__ = ["Redactor", "configure_logging", "get_logger", "log_request"]
 
 _SENSITIVE_FIELDS = frozenset(
     {
@@ -65,6 +72,24 @@ class Redactor:
             return [self._clean(v) for v in value]
         return value
 
+    def scrub_flat(self, event: dict[str, Any]) -> bool:
+        """The fast path of `__call__` for an event of plain values under harmless keys:
+        replaces secrets in its strings and returns True; False when it needs the full
+        treatment (a sensitive key name, or a nested value)."""
+        if not _SENSITIVE_FIELDS.isdisjoint(event):
+            return False
+        secrets = self.secrets
+        for key, value in event.items():
+            cls = value.__class__
+            if cls is str:
+                for secret in secrets:
+                    if secret in value:
+                        value = value.replace(secret, "[redacted]")
+                        event[key] = value
+            elif cls is dict or cls is list or cls is tuple:
+                return False
+        return True
+
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
@@ -94,19 +119,72 @@ def configure_logging(
         structlog.processors.format_exc_info,
         redactor,
     ]
+    _fast.clear()
+    wrapper = structlog.make_filtering_bound_logger(_LEVELS[level])
     if fmt == "console":
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
         factory: Any = structlog.PrintLoggerFactory(stream or sys.stdout)
     else:
-        processors.append(_render_json(msgspec.json.Encoder(enc_hook=repr)))
-        factory = structlog.BytesLoggerFactory(stream or sys.stdout.buffer)
+        encoder = msgspec.json.Encoder(enc_hook=repr)
+        render = _render_json(encoder)
+        processors.append(render)
+        out = stream or sys.stdout.buffer
+        factory = structlog.BytesLoggerFactory(out)
+        if _LEVELS[level] <= logging.INFO:
+            _fast.update(
+                processors=processors,
+                render=render,
+                wrapper=wrapper,
+                redactor=redactor,
+                encode=encoder.encode,
+                write=out.write,
+                flush=out.flush,
+            )
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        wrapper_class=wrapper,
         logger_factory=factory,
         cache_logger_on_first_use=False,
     )
     return redactor
+
+
+# What `log_request` needs to write a line itself; empty unless the JSON configuration
+# made by `configure_logging` is the one in force.
+_fast: dict[str, Any] = {}
+_clock: list[Any] = [0, ""]  # [the second, its ISO text]: one strftime per second
+
+
+def _timestamp() -> str:
+    """What TimeStamper(fmt="iso", utc=True) writes, e.g. 2026-11-25T10:39:38.338951Z."""
+    now = time.time()
+    second = int(now)
+    if second != _clock[0]:
+        _clock[0] = second
+        _clock[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_clock[1]}.{int((now - second) * 1_000_000):06d}Z"
+
+
+def log_request(logger: Any, fields: dict[str, Any]) -> None:
+    """`logger.info("request", **fields)`, the same bytes for a fraction of the cost."""
+    fast = _fast
+    if fast:
+        config = structlog.get_config()
+        processors = config["processors"]
+        if (
+            processors is fast["processors"]
+            and processors[-1] is fast["render"]  # capture_logs() edits the list in place
+            and config["wrapper_class"] is fast["wrapper"]
+            and fast["redactor"].scrub_flat(fields)
+        ):
+            fields["event"] = "request"
+            fields["level"] = "info"
+            fields["timestamp"] = _timestamp()
+            fast["write"](fast["encode"](fields) + b"\n")
+            fast["flush"]()
+            return
+    event = fields.pop("event", "request")
+    logger.info(event, **fields)
 
 
 def get_logger(name: str = "interlock") -> Any:

@@ -15,6 +15,7 @@ import msgspec
 
 from .context import Attempt, Candidate, RequestContext, RoutingDecision
 from .errors import GatewayError, UpstreamError
+from .logging import log_request
 from .plugins import HookPlans
 from .pricing import Pricing
 from .providers.base import Provider
@@ -221,28 +222,30 @@ class Pipeline:
     def log(self, ctx: RequestContext) -> None:
         usage = ctx.usage
         err = ctx.error
-        self.logger.info(
-            "request",
-            request_id=ctx.request_id,
-            status=ctx.status,
-            inbound=ctx.inbound,
-            endpoint=ctx.endpoint,
-            stream=ctx.stream,
-            requested_model=ctx.requested_model,
-            model=ctx.model,
-            provider=ctx.provider,
-            tenant=ctx.identity.tenant if ctx.identity else None,
-            attempts=len(ctx.attempts),
-            latency_ms=round(ctx.elapsed_ms(), 3),
-            ttfb_ms=round(ctx.timings["ttfb_ms"], 3) if "ttfb_ms" in ctx.timings else None,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cached_tokens=usage.cached_tokens,
-            usage_estimated=usage.estimated,
-            cost_usd=round(ctx.cost_usd, 8),
-            error=(err.type if isinstance(err, GatewayError) else type(err).__name__)
-            if err
-            else None,
+        log_request(
+            self.logger,
+            dict(
+                request_id=ctx.request_id,
+                status=ctx.status,
+                inbound=ctx.inbound,
+                endpoint=ctx.endpoint,
+                stream=ctx.stream,
+                requested_model=ctx.requested_model,
+                model=ctx.model,
+                provider=ctx.provider,
+                tenant=ctx.identity.tenant if ctx.identity else None,
+                attempts=len(ctx.attempts),
+                latency_ms=round(ctx.elapsed_ms(), 3),
+                ttfb_ms=round(ctx.timings["ttfb_ms"], 3) if "ttfb_ms" in ctx.timings else None,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                usage_estimated=usage.estimated,
+                cost_usd=round(ctx.cost_usd, 8),
+                error=(err.type if isinstance(err, GatewayError) else type(err).__name__)
+                if err
+                else None,
+            ),
         )
 
 
