@@ -338,7 +338,9 @@ litellm_settings:
         "--num_workers",
         "1",
     ]
-    return Proc("litellm", pinned(cmd, core), log, cwd=str(env.tmp))
+    # LiteLLM refuses to start without a master key; the one wrk and the clients send.
+    litellm_env = {**os.environ, "LITELLM_MASTER_KEY": "sk-bench-client"}
+    return Proc("litellm", pinned(cmd, core), log, env=litellm_env, cwd=str(env.tmp))
 
 
 # -- measurements -------------------------------------------------------------------------
@@ -659,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
             except (subprocess.CalledProcessError, RuntimeError, OSError) as exc:
                 if sc.kind != "litellm":
                     raise
-                notes.append(f"(g) LiteLLM skipped: {str(exc).splitlines()[0][:200]}")
+                reason = " ".join(str(exc).split())[:300]
+                notes.append(f"(g) LiteLLM skipped: {reason}")
                 print(f"  skipped: {exc}", file=sys.stderr)
                 continue
             r["baseline"] = sc.baseline

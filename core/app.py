@@ -160,31 +160,66 @@ class Gateway:
             await self.services.store.close()
 
 
-# The disconnect watcher is a task reading `receive`; it starts this long after the
-# request does, because a task per request cost ~18 µs of a ~150 µs request (measured,
-# bench/README.md) and a request answered sooner has nothing left to cancel. A disconnect
-# before then is not lost: the server queues it and the watcher reads it first thing.
+# The disconnect watcher is a task reading `receive`; it starts 50-100 ms after the
+# request does, because a task per request cost ~18 µs of a ~150 µs request and a timer
+# per request ~5 µs (measured, bench/README.md), while a request answered sooner has
+# nothing left to cancel. A disconnect before then is not lost: the server queues it and
+# the watcher reads it first thing.
 WATCH_AFTER_S = 0.05
 
 
 class _Watch:
     """Shared between a request and its disconnect watcher."""
 
-    __slots__ = ("gone", "responding", "watcher")
+    __slots__ = ("gone", "receive", "responding", "task", "watcher")
 
-    def __init__(self) -> None:
+    def __init__(self, receive: Any, task: asyncio.Task[Any]) -> None:
         self.responding = True
         self.gone = False
+        self.receive = receive
+        self.task = task
         self.watcher: asyncio.Future[None] | None = None
 
-    def start(self, receive: Any, task: asyncio.Task[Any]) -> None:
+    def start(self) -> None:
         if self.responding:
-            self.watcher = asyncio.ensure_future(_watch_disconnect(receive, task, self))
+            self.watcher = asyncio.ensure_future(_watch_disconnect(self.receive, self.task, self))
 
     def stop(self) -> None:
         self.responding = False
         if self.watcher is not None:
             self.watcher.cancel()
+
+
+class _Sweeper:
+    """One timer for all requests in flight: every WATCH_AFTER_S it starts the watchers
+    of the requests that were already there at the previous tick (two generations), and
+    it stops ticking when nothing is in flight."""
+
+    __slots__ = ("armed", "old", "young")
+
+    def __init__(self) -> None:
+        self.young: set[_Watch] = set()
+        self.old: set[_Watch] = set()
+        self.armed = False
+
+    def add(self, watch: _Watch) -> None:
+        self.young.add(watch)
+        if not self.armed:
+            self.armed = True
+            asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._tick)
+
+    def remove(self, watch: _Watch) -> None:
+        self.young.discard(watch)
+        self.old.discard(watch)
+
+    def _tick(self) -> None:
+        for watch in self.old:
+            watch.start()
+        self.old, self.young = self.young, set()
+        if self.old:
+            asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._tick)
+        else:
+            self.armed = False
 
 
 async def _watch_disconnect(receive: Any, task: asyncio.Task[Any], watch: _Watch) -> None:
@@ -205,6 +240,7 @@ class ProxyEndpoint:
         self.pipeline = gateway.pipeline
         self.inbound = inbound
         self.max_body = gateway.max_body
+        self._sweeper = _Sweeper()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -243,8 +279,9 @@ class ProxyEndpoint:
             ctx.tags = tags_from(headers, metadata)
         task = asyncio.current_task()
         assert task is not None
-        watch = _Watch()
-        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, watch.start, receive, task)
+        watch = _Watch(receive, task)
+        sweeper = self._sweeper
+        sweeper.add(watch)
         started = [False]
         try:
             await self.pipeline.prepare(ctx)
@@ -277,7 +314,7 @@ class ProxyEndpoint:
                 )
                 await self._send_error(send, internal, request_id)
         finally:
-            timer.cancel()
+            sweeper.remove(watch)
             watch.stop()
             await self.pipeline.finish(ctx)
 

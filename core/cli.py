@@ -149,6 +149,8 @@ def _serve_hypercorn(config: Config) -> int:
 
 def _serve_fast(config: Config) -> int:
     try:
+        import aiohttp  # noqa: F401  the fast profile's client
+        import httptools  # noqa: F401
         import uvicorn
     except ImportError:
         raise ConfigError(
