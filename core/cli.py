@@ -17,6 +17,7 @@ from .config import CONFIG_ENV, Config, ConfigError, load_config
 __all__ = ["main"]
 
 LOG_FORMAT_ENV = "INTERLOCK_LOG_FORMAT"
+PROFILE_ENV = "INTERLOCK_PROFILE"
 APP_PATH = "interlock.core.app:create_app_from_env()"
 
 
@@ -99,6 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
                 'url = "redis://127.0.0.1:6379/0" or use --workers 1'
             )
     if config.server.profile == "fast":
+        os.environ[PROFILE_ENV] = "fast"  # workers rebuild the app from the environment
         return _serve_fast(config)
     return _serve_hypercorn(config)
 
@@ -147,6 +149,8 @@ def _serve_hypercorn(config: Config) -> int:
 
 def _serve_fast(config: Config) -> int:
     try:
+        import aiohttp  # noqa: F401  the fast profile's client
+        import httptools  # noqa: F401
         import uvicorn
     except ImportError:
         raise ConfigError(

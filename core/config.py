@@ -86,10 +86,18 @@ class ServerConfig(_Table):
     profile: Literal["default", "fast"] = "default"
     # Upstream HTTP client under the forwarder: "httpx" (default transport),
     # "httpx-aiohttp" (httpx API over aiohttp's transport) or "aiohttp" (direct).
-    client: Literal["httpx", "httpx-aiohttp", "aiohttp"] = "httpx"
+    # Unset, the profile chooses (`upstream_client`), so `--fast` is the one switch.
+    client: Literal["httpx", "httpx-aiohttp", "aiohttp"] | None = None
     keep_alive_timeout: float = 75.0
     backlog: int = 2048
     graceful_timeout: float = 10.0
+
+    def upstream_client(self) -> str:
+        """`client` when set, else the profile's measured choice (bench/README.md):
+        aiohttp directly for "fast", httpx over httpx-aiohttp's transport by default."""
+        if self.client is not None:
+            return self.client
+        return "aiohttp" if self.profile == "fast" else "httpx-aiohttp"
 
 
 class StoreConfig(_Table):

@@ -6,6 +6,12 @@ hold credentials and replaces every configured secret (provider keys, the master
 wherever it appears in a value, so a key cannot reach a log line even by accident.
 Rendered lines go to a `BackgroundWriter`: the request path only enqueues bytes, and a
 thread writes them, so a slow log consumer (a full pipe) never stalls requests.
+
+The one line per request goes through `LogSetup.request`, which renders the same JSON
+bytes as the processor chain without structlog's per-call machinery (measured: ~45 µs
+of a ~190 µs request through the chain, ~5 µs this way; bench/README.md) while the
+configuration is still the JSON one made here; otherwise (console format, a test's
+`capture_logs`) it is an ordinary `logger.info`.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -70,6 +77,24 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         return value
+
+    def scrub_flat(self, event: dict[str, Any]) -> bool:
+        """The fast path of `__call__` for an event of plain values under harmless keys:
+        replaces secrets in its strings and returns True; False when it needs the full
+        treatment (a sensitive key name, or a nested value)."""
+        if not _SENSITIVE_FIELDS.isdisjoint(event):
+            return False
+        secrets = self.secrets
+        for key, value in event.items():
+            cls = value.__class__
+            if cls is str:
+                for secret in secrets:
+                    if secret in value:
+                        value = value.replace(secret, "[redacted]")
+                        event[key] = value
+            elif cls is dict or cls is list or cls is tuple:
+                return False
+        return True
 
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
@@ -154,11 +179,54 @@ class BackgroundWriter:
 
 
 class LogSetup:
-    """What `configure_logging` made: the redactor (to add secrets) and the writer."""
+    """What `configure_logging` made: the redactor (to add secrets), the writer, and the
+    fast path for the request line (`processors`, `render`, `wrapper`: what must still be
+    structlog's configuration for the fast path to write the same bytes)."""
 
-    def __init__(self, redactor: Redactor, writer: BackgroundWriter) -> None:
+    def __init__(
+        self,
+        redactor: Redactor,
+        writer: BackgroundWriter,
+        *,
+        encoder: msgspec.json.Encoder | None = None,
+        processors: list[Any] | None = None,
+        wrapper: Any = None,
+    ) -> None:
         self.redactor = redactor
         self.writer = writer
+        self._encode = encoder.encode if encoder is not None else None
+        self._processors = processors
+        self._render = processors[-1] if processors else None
+        self._wrapper = wrapper
+        self._second = 0
+        self._second_text = ""
+
+    def _timestamp(self) -> str:
+        """What TimeStamper(fmt="iso", utc=True) writes: one strftime per second."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z"
+
+    def request(self, logger: Any, fields: dict[str, Any]) -> None:
+        """`logger.info("request", **fields)`: the same bytes for a fraction of the cost."""
+        if self._encode is not None:
+            config = structlog.get_config()
+            processors: list[Any] = config["processors"]
+            if (
+                processors is self._processors
+                and processors[-1] is self._render  # capture_logs() edits the list in place
+                and config["wrapper_class"] is self._wrapper
+                and self.redactor.scrub_flat(fields)
+            ):
+                fields["event"] = "request"
+                fields["level"] = "info"
+                fields["timestamp"] = self._timestamp()
+                self.writer.write(self._encode(fields) + b"\n")
+                return
+        logger.info("request", **fields)
 
     def drain(self) -> None:
         self.writer.drain()
@@ -185,19 +253,29 @@ def configure_logging(
         structlog.processors.format_exc_info,
         redactor,
     ]
+    wrapper = structlog.make_filtering_bound_logger(_LEVELS[level])
+    encoder: msgspec.json.Encoder | None = None
     if fmt == "console":
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
         processors.append(lambda logger, method, line: line.encode("utf-8", "replace"))
     else:
-        processors.append(_render_json(msgspec.json.Encoder(enc_hook=repr)))
+        encoder = msgspec.json.Encoder(enc_hook=repr)
+        processors.append(_render_json(encoder))
     writer = BackgroundWriter(stream or sys.stdout.buffer)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        wrapper_class=wrapper,
         logger_factory=structlog.BytesLoggerFactory(writer),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    return LogSetup(redactor, writer)
+    fast = encoder is not None and _LEVELS[level] <= logging.INFO
+    return LogSetup(
+        redactor,
+        writer,
+        encoder=encoder if fast else None,
+        processors=processors if fast else None,
+        wrapper=wrapper,
+    )
 
 
 def get_logger(name: str = "interlock") -> Any:

@@ -8,7 +8,7 @@ and never reads the request body beyond what the inbound format decoded.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -42,12 +42,19 @@ class StreamHandle:
 
 class Pipeline:
     def __init__(
-        self, plans: HookPlans, providers: dict[str, Provider], pricing: Pricing, logger: Any
+        self,
+        plans: HookPlans,
+        providers: dict[str, Provider],
+        pricing: Pricing,
+        logger: Any,
+        request_log: Callable[[Any, dict[str, Any]], None] | None = None,
     ) -> None:
         self.plans = plans
         self.providers = providers
         self.pricing = pricing
         self.logger = logger
+        # The one line per request (LogSetup.request: the fast path of logger.info).
+        self.request_log = request_log or (lambda lg, fields: lg.info("request", **fields))
         self._default_routes: dict[str, RoutingDecision | None] = {}
 
     # -- before forwarding ---------------------------------------------------------------
@@ -221,28 +228,30 @@ class Pipeline:
     def log(self, ctx: RequestContext) -> None:
         usage = ctx.usage
         err = ctx.error
-        self.logger.info(
-            "request",
-            request_id=ctx.request_id,
-            status=ctx.status,
-            inbound=ctx.inbound,
-            endpoint=ctx.endpoint,
-            stream=ctx.stream,
-            requested_model=ctx.requested_model,
-            model=ctx.model,
-            provider=ctx.provider,
-            tenant=ctx.identity.tenant if ctx.identity else None,
-            attempts=len(ctx.attempts),
-            latency_ms=round(ctx.elapsed_ms(), 3),
-            ttfb_ms=round(ctx.timings["ttfb_ms"], 3) if "ttfb_ms" in ctx.timings else None,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cached_tokens=usage.cached_tokens,
-            usage_estimated=usage.estimated,
-            cost_usd=round(ctx.cost_usd, 8),
-            error=(err.type if isinstance(err, GatewayError) else type(err).__name__)
-            if err
-            else None,
+        self.request_log(
+            self.logger,
+            dict(
+                request_id=ctx.request_id,
+                status=ctx.status,
+                inbound=ctx.inbound,
+                endpoint=ctx.endpoint,
+                stream=ctx.stream,
+                requested_model=ctx.requested_model,
+                model=ctx.model,
+                provider=ctx.provider,
+                tenant=ctx.identity.tenant if ctx.identity else None,
+                attempts=len(ctx.attempts),
+                latency_ms=round(ctx.elapsed_ms(), 3),
+                ttfb_ms=round(ctx.timings["ttfb_ms"], 3) if "ttfb_ms" in ctx.timings else None,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                usage_estimated=usage.estimated,
+                cost_usd=round(ctx.cost_usd, 8),
+                error=(err.type if isinstance(err, GatewayError) else type(err).__name__)
+                if err
+                else None,
+            ),
         )
 
 

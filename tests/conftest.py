@@ -19,6 +19,15 @@ async def upstream() -> AsyncIterator[tuple[FakeUpstream, str]]:
         yield pair
 
 
+# Every upstream client behind the forwarder passes the same tests.
+CLIENTS = ["httpx", "httpx-aiohttp", "aiohttp"]
+
+
+@pytest.fixture(params=CLIENTS)
+def client_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10.0) as c:

@@ -151,6 +151,10 @@ class AnthropicProvider(HttpProvider):
                 out: list[bytes] = []
                 for event in batch:
                     if event.type == "error":
+                        # What came before the error still goes out first, however the
+                        # network happened to split the stream into chunks.
+                        if out:
+                            yield b"".join(out)
                         raise self._stream_error(event.error)
                     state.on(event, out)
                 if out:

@@ -74,7 +74,7 @@ async def test_unknown_model_is_404_model_not_found(upstream, client, tmp_path: 
 
 async def test_body_over_limit_is_413_with_content_length(upstream, client, tmp_path: Path) -> None:
     fake, url = upstream
-    toml = config(url) + "\n[server]\nmax_body_bytes = 2048\n"
+    toml = config(url, server="max_body_bytes = 2048")
     async with run_gateway(toml, tmp_path) as gw:
         big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 5000}]}
         resp = await client.post(f"{gw}/v1/chat/completions", json=big)
@@ -92,7 +92,7 @@ async def test_chunked_body_over_limit_is_413_without_reading_it_all(
     rest: the answer arriving first proves the gateway did not wait for the whole body.
     """
     fake, url = upstream
-    toml = config(url) + "\n[server]\nmax_body_bytes = 2048\n"
+    toml = config(url, server="max_body_bytes = 2048")
     async with run_gateway(toml, tmp_path) as gw:
         host, port = gw.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -111,7 +111,9 @@ async def test_chunked_body_over_limit_is_413_without_reading_it_all(
     assert fake.requests == []
 
 
-async def test_upstream_429_stays_429_with_retry_after(upstream, client, tmp_path: Path) -> None:
+async def test_upstream_429_stays_429_with_retry_after(
+    upstream, client, tmp_path: Path, client_kind: str
+) -> None:
     fake, url = upstream
     fake.on(
         "/v1/chat/completions",
@@ -121,7 +123,7 @@ async def test_upstream_429_stays_429_with_retry_after(upstream, client, tmp_pat
             {"retry-after": "7"},
         ),
     )
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         resp = await client.post(
             f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
         )
@@ -129,13 +131,15 @@ async def test_upstream_429_stays_429_with_retry_after(upstream, client, tmp_pat
         assert resp.headers["retry-after"] == "7"
 
 
-async def test_upstream_5xx_becomes_502_upstream_error(upstream, client, tmp_path: Path) -> None:
+async def test_upstream_5xx_becomes_502_upstream_error(
+    upstream, client, tmp_path: Path, client_kind: str
+) -> None:
     fake, url = upstream
     fake.on(
         "/v1/chat/completions",
         lambda r: Reply(500, b"<html>boom</html>", {"content-type": "text/html"}),
     )
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         resp = await client.post(
             f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
         )
@@ -143,7 +147,7 @@ async def test_upstream_5xx_becomes_502_upstream_error(upstream, client, tmp_pat
         await _still_serving(client, gw)
 
 
-async def test_upstream_timeout_is_504(upstream, client, tmp_path: Path) -> None:
+async def test_upstream_timeout_is_504(upstream, client, tmp_path: Path, client_kind: str) -> None:
     fake, url = upstream
     hang = asyncio.Event()
 
@@ -152,7 +156,7 @@ async def test_upstream_timeout_is_504(upstream, client, tmp_path: Path) -> None
         return Reply.json(COMPLETION)
 
     fake.on("/v1/chat/completions", slow)
-    toml = config(url).replace(
+    toml = config(url, client=client_kind).replace(
         'models = ["gpt-4o", "gpt-4o-mini"]', 'models = ["gpt-4o"]\nread_timeout = 0.2'
     )
     async with run_gateway(toml, tmp_path) as gw:
@@ -163,12 +167,12 @@ async def test_upstream_timeout_is_504(upstream, client, tmp_path: Path) -> None
         hang.set()
 
 
-async def test_unreachable_upstream_is_502(client, tmp_path: Path) -> None:
+async def test_unreachable_upstream_is_502(client, tmp_path: Path, client_kind: str) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    async with run_gateway(config(f"http://127.0.0.1:{port}"), tmp_path) as gw:
+    async with run_gateway(config(f"http://127.0.0.1:{port}", client=client_kind), tmp_path) as gw:
         resp = await client.post(
             f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
         )
@@ -176,7 +180,7 @@ async def test_unreachable_upstream_is_502(client, tmp_path: Path) -> None:
 
 
 async def test_upstream_auth_failure_hides_the_upstream_text(
-    upstream, client, tmp_path: Path
+    upstream, client, tmp_path: Path, client_kind: str
 ) -> None:
     fake, url = upstream
     fake.on(
@@ -191,7 +195,7 @@ async def test_upstream_auth_failure_hides_the_upstream_text(
             401,
         ),
     )
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         resp = await client.post(
             f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
         )
@@ -199,7 +203,9 @@ async def test_upstream_auth_failure_hides_the_upstream_text(
         assert "sk-" not in resp.text and "0000" not in err["message"]
 
 
-async def test_upstream_400_keeps_its_status_and_message(upstream, client, tmp_path: Path) -> None:
+async def test_upstream_400_keeps_its_status_and_message(
+    upstream, client, tmp_path: Path, client_kind: str
+) -> None:
     fake, url = upstream
     fake.on(
         "/v1/chat/completions",
@@ -214,7 +220,7 @@ async def test_upstream_400_keeps_its_status_and_message(upstream, client, tmp_p
             400,
         ),
     )
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         resp = await client.post(
             f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
         )
@@ -223,7 +229,7 @@ async def test_upstream_400_keeps_its_status_and_message(upstream, client, tmp_p
 
 
 async def test_stream_dying_midway_ends_with_an_error_event(
-    upstream, client, tmp_path: Path
+    upstream, client, tmp_path: Path, client_kind: str
 ) -> None:
     fake, url = upstream
 
@@ -233,7 +239,7 @@ async def test_stream_dying_midway_ends_with_an_error_event(
 
     fake.on("/v1/chat/completions", lambda r: Reply.sse(events()))
     body = {"model": "gpt-4o", "stream": True, "messages": HI}
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         resp = await client.post(f"{gw}/v1/chat/completions", json=body)
         assert resp.status_code == 200
         events_out = [e for e in resp.content.split(b"\n\n") if e]

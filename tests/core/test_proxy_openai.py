@@ -29,8 +29,14 @@ COMPLETION = {
 }
 
 
-def config(url: str, extra: str = "") -> str:
+def config(url: str, extra: str = "", client: str = "httpx", server: str = "") -> str:
+    """A gateway with one OpenAI-format provider `up` at `url`; `extra` goes into its
+    [[providers]] table, `server` into [server]."""
     return f"""
+[server]
+client = "{client}"
+{server}
+
 [[providers]]
 name = "up"
 kind = "openai"
@@ -63,7 +69,9 @@ USAGE_CHUNK = {
 }
 
 
-async def test_non_streamed_completion_passes_through(upstream, client, tmp_path: Path) -> None:
+async def test_non_streamed_completion_passes_through(
+    upstream, client, tmp_path: Path, client_kind: str
+) -> None:
     fake, url = upstream
     fake.on("/v1/chat/completions", lambda r: Reply.json(COMPLETION))
     body = {
@@ -72,7 +80,7 @@ async def test_non_streamed_completion_passes_through(upstream, client, tmp_path
         "logit_bias": {"50256": -100},
         "x_vendor_field": {"nested": [1, 2]},
     }
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         resp = await client.post(
             f"{gw}/v1/chat/completions", json=body, headers={"authorization": "Bearer client-key"}
         )
@@ -85,7 +93,7 @@ async def test_non_streamed_completion_passes_through(upstream, client, tmp_path
 
 
 async def test_streamed_completion_relays_events_and_hides_usage_chunk(
-    upstream, client, tmp_path: Path
+    upstream, client, tmp_path: Path, client_kind: str
 ) -> None:
     fake, url = upstream
 
@@ -96,7 +104,7 @@ async def test_streamed_completion_relays_events_and_hides_usage_chunk(
 
     fake.on("/v1/chat/completions", lambda r: Reply.sse(events()))
     body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         async with client.stream("POST", f"{gw}/v1/chat/completions", json=body) as resp:
             raw = b"".join([c async for c in resp.aiter_bytes()])
             assert resp.headers["content-type"].startswith("text/event-stream")
@@ -113,7 +121,9 @@ async def test_streamed_completion_relays_events_and_hides_usage_chunk(
     assert b'"prompt_tokens"' not in raw
 
 
-async def test_stream_keeps_usage_chunk_when_client_asked(upstream, client, tmp_path: Path) -> None:
+async def test_stream_keeps_usage_chunk_when_client_asked(
+    upstream, client, tmp_path: Path, client_kind: str
+) -> None:
     fake, url = upstream
 
     async def events() -> AsyncIterator[bytes]:
@@ -126,14 +136,14 @@ async def test_stream_keeps_usage_chunk_when_client_asked(upstream, client, tmp_
         "stream_options": {"include_usage": True},
         "messages": [{"role": "user", "content": "hi"}],
     }
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         resp = await client.post(f"{gw}/v1/chat/completions", json=body)
     assert fake.requests[0].body == msgspec.json.encode(body)  # nothing to add: bytes untouched
     assert b'"usage":{"prompt_tokens":5' in resp.content
 
 
 async def test_first_chunk_reaches_client_before_upstream_finishes(
-    upstream, client, tmp_path: Path
+    upstream, client, tmp_path: Path, client_kind: str
 ) -> None:
     fake, url = upstream
     release = asyncio.Event()
@@ -145,7 +155,7 @@ async def test_first_chunk_reaches_client_before_upstream_finishes(
 
     fake.on("/v1/chat/completions", lambda r: Reply.sse(events()))
     body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         async with client.stream("POST", f"{gw}/v1/chat/completions", json=body) as resp:
             it = resp.aiter_bytes()
             first = await asyncio.wait_for(anext(it), GUARD)
@@ -156,7 +166,9 @@ async def test_first_chunk_reaches_client_before_upstream_finishes(
     assert rest.endswith(b"data: [DONE]\n\n")
 
 
-async def test_client_disconnect_cancels_upstream_request(upstream, tmp_path: Path) -> None:
+async def test_client_disconnect_cancels_upstream_request(
+    upstream, tmp_path: Path, client_kind: str
+) -> None:
     fake, url = upstream
     never = asyncio.Event()
 
@@ -167,7 +179,7 @@ async def test_client_disconnect_cancels_upstream_request(upstream, tmp_path: Pa
 
     fake.on("/v1/chat/completions", lambda r: Reply.sse(events()))
     body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         async with httpx.AsyncClient() as client:
             async with client.stream("POST", f"{gw}/v1/chat/completions", json=body) as resp:
                 await asyncio.wait_for(anext(resp.aiter_bytes()), GUARD)
@@ -177,7 +189,7 @@ async def test_client_disconnect_cancels_upstream_request(upstream, tmp_path: Pa
 
 
 async def test_client_disconnect_cancels_non_streamed_upstream_request(
-    upstream, tmp_path: Path
+    upstream, tmp_path: Path, client_kind: str
 ) -> None:
     fake, url = upstream
     arrived = asyncio.Event()
@@ -194,7 +206,7 @@ async def test_client_disconnect_cancels_non_streamed_upstream_request(
 
     fake.on("/v1/chat/completions", slow)
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-    async with run_gateway(config(url), tmp_path) as gw:
+    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         async with httpx.AsyncClient() as client:
             request = asyncio.ensure_future(client.post(f"{gw}/v1/chat/completions", json=body))
             await asyncio.wait_for(arrived.wait(), GUARD)
