@@ -134,3 +134,45 @@ def test_several_workers_with_in_process_counters_are_refused(tmp_path: Path) ->
         "[counters] key `url`: 2 workers with in-process counters would multiply the limits of counting"
         in result.stderr
     )
+
+
+async def test_serve_fast_profile(tmp_path: Path) -> None:
+    """`--fast`: uvicorn + httptools with the aiohttp client, on a port the OS picked."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "plugins.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path}/db.sqlite"\n'
+        '[[providers]]\nname = "mock"\nkind = "mock"\nmodels = ["m"]\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "interlock.core.cli",
+        "serve",
+        "--fast",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    banner = await asyncio.wait_for(proc.stderr.readline(), GUARD)
+    assert b"fast profile" in banner
+    try:
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=50)) as client:
+            # The banner is printed before uvicorn binds: connect retries cover the gap.
+            resp = await client.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            )
+        assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.communicate(), GUARD)
