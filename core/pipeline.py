@@ -8,8 +8,8 @@ and never reads the request body beyond what the inbound format decoded.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -17,10 +17,12 @@ from .context import Attempt, Candidate, RequestContext, RoutingDecision
 from .errors import GatewayError, UpstreamError
 from .plugins import HookPlans
 from .pricing import Pricing
-from .providers.base import Provider
+from .providers.base import Provider, ProviderReply
 from .sse import DONE, format_event
 
 __all__ = ["Pipeline", "StreamHandle"]
+
+T = TypeVar("T")
 
 
 class StreamHandle:
@@ -103,36 +105,50 @@ class Pipeline:
         return RoutingDecision(list(decision.candidates), decision.reason)
 
     # -- forwarding with failover ----------------------------------------------------------
-    def _candidates(self, ctx: RequestContext) -> list[tuple[Candidate, Provider | None]]:
+    async def _failover(self, ctx: RequestContext, call: _Call[T]) -> T:
+        """Try the candidates in order, one Attempt each; a retryable UpstreamError moves
+        on to the next, any other error stops, the first success is the answer."""
         assert ctx.decision is not None
-        return [(c, self.providers.get(c.provider)) for c in ctx.decision.candidates]
+        last: GatewayError | None = None
+        for candidate in ctx.decision.candidates:
+            attempt = Attempt(candidate.provider, candidate.model)
+            ctx.attempts.append(attempt)
+            provider = self.providers.get(candidate.provider)
+            if provider is None:
+                attempt.error = "unknown_provider"
+                last = GatewayError(
+                    502,
+                    "unknown_provider",
+                    f"no provider named '{candidate.provider}' is configured",
+                )
+                continue
+            start = time.perf_counter()
+            try:
+                result = await call(provider, ctx, candidate.model)
+            except UpstreamError as err:
+                attempt.status = err.status
+                attempt.error = err.type
+                attempt.retryable = err.retryable
+                attempt.latency_ms = (time.perf_counter() - start) * 1000
+                last = err
+                if err.retryable:
+                    continue
+                raise
+            attempt.status = 200
+            attempt.latency_ms = (time.perf_counter() - start) * 1000
+            ctx.provider = candidate.provider
+            ctx.model = candidate.model
+            ctx.status = 200
+            return result
+        raise last or GatewayError(503, "no_candidates", "no candidate could be tried")
 
     async def complete(self, ctx: RequestContext) -> bytes:
         """A non-streamed answer (chat or embeddings) in canonical JSON."""
         if ctx.response is not None:
             ctx.status = ctx.response.status
             return ctx.response.body
-        last: GatewayError | None = None
-        for candidate, provider in self._candidates(ctx):
-            attempt = self._attempt(ctx, candidate)
-            if provider is None:
-                last = self._unknown_provider(attempt)
-                continue
-            start = time.perf_counter()
-            try:
-                if ctx.endpoint == "embeddings":
-                    reply = await provider.embeddings(ctx, candidate.model)
-                else:
-                    reply = await provider.chat(ctx, candidate.model)
-            except UpstreamError as err:
-                self._failed(attempt, err, start)
-                last = err
-                if err.retryable:
-                    continue
-                raise
-            self._served(ctx, attempt, candidate, start)
-            return reply.body
-        raise last or GatewayError(503, "no_candidates", "no candidate could be tried")
+        call = _embeddings if ctx.endpoint == "embeddings" else _chat
+        return (await self._failover(ctx, call)).body
 
     async def open_stream(self, ctx: RequestContext) -> StreamHandle:
         """Open a stream and read its first event; a retryable failure before that event
@@ -141,29 +157,10 @@ class Pipeline:
             ctx.status = ctx.response.status
             events = _replay(ctx.response.body, ctx.include_usage)
             return self._wrapped(ctx, events)
-        last: GatewayError | None = None
-        for candidate, provider in self._candidates(ctx):
-            attempt = self._attempt(ctx, candidate)
-            if provider is None:
-                last = self._unknown_provider(attempt)
-                continue
-            start = time.perf_counter()
-            stream: AsyncIterator[bytes] | None = None
-            try:
-                stream = await provider.chat_stream(ctx, candidate.model)
-                first = await anext(stream, None)
-            except UpstreamError as err:
-                if stream is not None:
-                    await _aclose(stream)
-                self._failed(attempt, err, start)
-                last = err
-                if err.retryable:
-                    continue
-                raise
-            self._served(ctx, attempt, candidate, start)
-            ctx.timings["upstream_first_event_ms"] = (time.perf_counter() - start) * 1000
-            return self._wrapped(ctx, _prepend(first, stream), base=stream)
-        raise last or GatewayError(503, "no_candidates", "no candidate could be tried")
+        start = time.perf_counter()
+        first, stream = await self._failover(ctx, _open_stream)
+        ctx.timings["upstream_first_event_ms"] = (time.perf_counter() - start) * 1000
+        return self._wrapped(ctx, _prepend(first, stream), base=stream)
 
     def _wrapped(
         self,
@@ -177,34 +174,6 @@ class Pipeline:
             if wrapped is not None:
                 outer = wrapped
         return StreamHandle(outer, base or events)
-
-    @staticmethod
-    def _attempt(ctx: RequestContext, candidate: Candidate) -> Attempt:
-        attempt = Attempt(candidate.provider, candidate.model)
-        ctx.attempts.append(attempt)
-        return attempt
-
-    @staticmethod
-    def _unknown_provider(attempt: Attempt) -> GatewayError:
-        attempt.error = "unknown_provider"
-        return GatewayError(
-            502, "unknown_provider", f"no provider named '{attempt.provider}' is configured"
-        )
-
-    @staticmethod
-    def _failed(attempt: Attempt, err: GatewayError, start: float) -> None:
-        attempt.status = err.status
-        attempt.error = err.type
-        attempt.retryable = err.retryable
-        attempt.latency_ms = (time.perf_counter() - start) * 1000
-
-    @staticmethod
-    def _served(ctx: RequestContext, attempt: Attempt, candidate: Candidate, start: float) -> None:
-        attempt.status = 200
-        attempt.latency_ms = (time.perf_counter() - start) * 1000
-        ctx.provider = candidate.provider
-        ctx.model = candidate.model
-        ctx.status = 200
 
     # -- after the last byte -----------------------------------------------------------------
     async def finish(self, ctx: RequestContext) -> None:
@@ -253,6 +222,31 @@ class Pipeline:
                 else None,
             ),
         )
+
+
+_Call = Callable[[Provider, RequestContext, str], Awaitable[T]]
+
+
+def _chat(provider: Provider, ctx: RequestContext, model: str) -> Awaitable[ProviderReply]:
+    return provider.chat(ctx, model)
+
+
+def _embeddings(provider: Provider, ctx: RequestContext, model: str) -> Awaitable[ProviderReply]:
+    return provider.embeddings(ctx, model)
+
+
+async def _open_stream(
+    provider: Provider, ctx: RequestContext, model: str
+) -> tuple[bytes | None, AsyncIterator[bytes]]:
+    """Open the stream and read its first event, so a failure there can still fail over;
+    the stream is closed when that fails."""
+    stream = await provider.chat_stream(ctx, model)
+    try:
+        first = await anext(stream, None)
+    except BaseException:
+        await _aclose(stream)
+        raise
+    return first, stream
 
 
 async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -144,18 +144,25 @@ class HttpProvider(Provider):
             max_keepalive=config.max_keepalive,
         )
         self.client: UpstreamClient = make_client(client_kind, settings)
+        self._json_headers: dict[str, str] | None = None
 
     def json_headers(
         self, key_header: str, prefix: str = "", extra: Mapping[str, str] | None = None
     ) -> dict[str, str]:
         """Request headers: JSON, no compression, the key in `key_header` (after
-        `prefix`), the format's `extra` headers, then the configured ones."""
+        `prefix`), the format's `extra` headers, then the configured ones.
+
+        They never change for a provider, so they are built once and the same dict is
+        sent every time (the clients copy it; nothing may mutate it)."""
+        if self._json_headers is not None:
+            return self._json_headers
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if extra:
             headers.update(extra)
         if self.api_key is not None:
             headers[key_header] = prefix + self.api_key.reveal()
         headers.update(self.config.headers)
+        self._json_headers = headers
         return headers
 
     # -- what a wire format fills in ----------------------------------------------------
