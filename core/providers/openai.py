@@ -99,12 +99,7 @@ class OpenAIProvider(HttpProvider):
         return url, self.headers(), self._body(ctx, model, stream)
 
     def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:
-        try:
-            usage = _decode_usage(body).usage
-        except msgspec.DecodeError:
-            usage = None
-        if usage is not None:
-            ctx.usage = usage_from_openai(usage)
+        _read_usage(ctx, body)
         return body
 
     async def chat_events(
@@ -145,13 +140,18 @@ class OpenAIProvider(HttpProvider):
         body = ctx.body_bytes({"model": upstream} if upstream != ctx.body.model else None)
         resp = await self._send(self.url(model, "/embeddings"), self.headers(), body, False)
         data = await resp.read()
-        try:
-            usage = _decode_usage(data).usage
-        except msgspec.DecodeError:
-            usage = None
-        if usage is not None:
-            ctx.usage = usage_from_openai(usage)
+        _read_usage(ctx, data)
         return ProviderReply(data)
+
+
+def _read_usage(ctx: RequestContext, body: bytes) -> None:
+    """`ctx.usage` from a whole OpenAI answer; only its `usage` field is decoded."""
+    try:
+        usage = _decode_usage(body).usage
+    except msgspec.DecodeError:
+        return
+    if usage is not None:
+        ctx.usage = usage_from_openai(usage)
 
 
 def _chunk_usage(event: bytes) -> tuple[_OpenAIUsage | None, bool]:

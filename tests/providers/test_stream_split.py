@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import msgspec
 import pytest
 
 from interlock.core.config import ProviderConfig
-from interlock.core.context import ChatHead, RequestContext
+from interlock.core.context import RequestContext
 from interlock.core.errors import UpstreamError
 from interlock.core.providers.anthropic import AnthropicProvider
+from tests.providers.test_golden import context as golden_context
 
 STREAM = (
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
@@ -25,18 +25,8 @@ STREAM = (
 
 
 def context() -> RequestContext:
-    raw = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'
-    head = msgspec.json.decode(raw, type=ChatHead)
-    return RequestContext(
-        request_id="r",
-        inbound="openai",
-        endpoint="chat",
-        path="/",
-        headers={},
-        client=None,
-        raw=raw,
-        body=head,
-        stream=True,
+    return golden_context(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, stream=True
     )
 
 
