@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 from collections.abc import AsyncIterator
@@ -174,6 +175,14 @@ class Gateway:
 WATCH_AFTER_S = 0.05
 
 
+def _request_ids() -> Any:
+    """Unique ids without a syscall per request: a random per-process prefix (so replicas
+    and workers never collide) and a counter."""
+    prefix = os.urandom(6).hex()
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):012x}"
+
+
 class _Watch:
     """Shared between a request and its disconnect watcher."""
 
@@ -247,11 +256,12 @@ class ProxyEndpoint:
         self.inbound = inbound
         self.max_body = gateway.max_body
         self._sweeper = _Sweeper()
+        self._new_id = _request_ids()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         given = headers.get("x-request-id")
-        request_id = given if given and _REQUEST_ID.fullmatch(given) else os.urandom(12).hex()
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else self._new_id()
         inbound = self.inbound
         try:
             raw = await _read_body(receive, headers, self.max_body)
