@@ -267,7 +267,8 @@ class ProxyEndpoint:
             raw = await _read_body(receive, headers, self.max_body)
             decoded = inbound.decode(raw, headers)
         except GatewayError as err:
-            await self._send_error(send, err, request_id)
+            if not isinstance(err, ClientGone):  # nobody is left to answer
+                await self._send_error(send, err, request_id)
             self.gateway.logger.info(
                 "request",
                 request_id=request_id,
