@@ -111,39 +111,94 @@ async def test_chunked_body_over_limit_is_413_without_reading_it_all(
     assert fake.requests == []
 
 
-async def test_upstream_429_stays_429_with_retry_after(
-    upstream, client, tmp_path: Path, client_kind: str
+UPSTREAM_ERRORS = [
+    # (upstream status, body, headers) -> (status the caller sees, type, what else must hold)
+    pytest.param(
+        429,
+        {"error": {"message": "Rate limit reached", "type": "requests"}},
+        {"retry-after": "7"},
+        429,
+        "rate_limit_error",
+        "retry-after: 7",
+        id="429-keeps-retry-after",
+    ),
+    pytest.param(500, "<html>boom</html>", {}, 502, "upstream_error", None, id="5xx-is-502"),
+    pytest.param(
+        503, {"error": {"message": "busy"}}, {}, 503, "overloaded_error", None, id="503-overloaded"
+    ),
+    pytest.param(
+        529,
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        {},
+        503,
+        "overloaded_error",
+        None,
+        id="529-overloaded",
+    ),
+    pytest.param(
+        401,
+        {
+            "error": {
+                "message": "Incorrect API key provided: sk-test-up****0000",
+                "type": "invalid_request_error",
+            }
+        },
+        {},
+        502,
+        "upstream_auth_error",
+        "no key text",
+        id="401-hides-upstream-text",
+    ),
+    pytest.param(
+        400,
+        {
+            "error": {
+                "message": "Invalid value for 'temperature'",
+                "type": "invalid_request_error",
+                "param": "temperature",
+            }
+        },
+        {},
+        400,
+        "invalid_request_error",
+        "temperature",
+        id="400-keeps-message",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("upstream_status", "body", "headers", "status", "type_", "check"), UPSTREAM_ERRORS
+)
+async def test_upstream_errors_keep_their_meaning(
+    upstream,
+    client,
+    tmp_path: Path,
+    client_kind: str,
+    upstream_status: int,
+    body: object,
+    headers: dict[str, str],
+    status: int,
+    type_: str,
+    check: str | None,
 ) -> None:
     fake, url = upstream
-    fake.on(
-        "/v1/chat/completions",
-        lambda r: Reply.json(
-            {"error": {"message": "Rate limit reached", "type": "requests"}},
-            429,
-            {"retry-after": "7"},
-        ),
-    )
+    if isinstance(body, str):
+        reply = Reply(upstream_status, body.encode(), {"content-type": "text/html", **headers})
+    else:
+        reply = Reply.json(body, upstream_status, headers)
+    fake.on("/v1/chat/completions", lambda r: reply)
     async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         resp = await client.post(
             f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
         )
-        assert_openai_error(resp, 429, "rate_limit_error")
-        assert resp.headers["retry-after"] == "7"
-
-
-async def test_upstream_5xx_becomes_502_upstream_error(
-    upstream, client, tmp_path: Path, client_kind: str
-) -> None:
-    fake, url = upstream
-    fake.on(
-        "/v1/chat/completions",
-        lambda r: Reply(500, b"<html>boom</html>", {"content-type": "text/html"}),
-    )
-    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
-        resp = await client.post(
-            f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
-        )
-        assert_openai_error(resp, 502, "upstream_error")
+        err = assert_openai_error(resp, status, type_)
+        if check == "retry-after: 7":
+            assert resp.headers["retry-after"] == "7"
+        elif check == "no key text":
+            assert "sk-" not in resp.text and "0000" not in err["message"]
+        elif check is not None:
+            assert check in err["message"]
         await _still_serving(client, gw)
 
 
@@ -177,55 +232,6 @@ async def test_unreachable_upstream_is_502(client, tmp_path: Path, client_kind: 
             f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
         )
         assert_openai_error(resp, 502, "upstream_unreachable")
-
-
-async def test_upstream_auth_failure_hides_the_upstream_text(
-    upstream, client, tmp_path: Path, client_kind: str
-) -> None:
-    fake, url = upstream
-    fake.on(
-        "/v1/chat/completions",
-        lambda r: Reply.json(
-            {
-                "error": {
-                    "message": "Incorrect API key provided: sk-test-up****0000",
-                    "type": "invalid_request_error",
-                }
-            },
-            401,
-        ),
-    )
-    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
-        resp = await client.post(
-            f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
-        )
-        err = assert_openai_error(resp, 502, "upstream_auth_error")
-        assert "sk-" not in resp.text and "0000" not in err["message"]
-
-
-async def test_upstream_400_keeps_its_status_and_message(
-    upstream, client, tmp_path: Path, client_kind: str
-) -> None:
-    fake, url = upstream
-    fake.on(
-        "/v1/chat/completions",
-        lambda r: Reply.json(
-            {
-                "error": {
-                    "message": "Invalid value for 'temperature'",
-                    "type": "invalid_request_error",
-                    "param": "temperature",
-                }
-            },
-            400,
-        ),
-    )
-    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
-        resp = await client.post(
-            f"{gw}/v1/chat/completions", json={"model": "gpt-4o", "messages": HI}
-        )
-        err = assert_openai_error(resp, 400, "invalid_request_error")
-        assert "temperature" in err["message"]
 
 
 async def test_stream_dying_midway_ends_with_an_error_event(
