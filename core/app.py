@@ -106,6 +106,7 @@ class Gateway:
             Route("/v1/chat/completions", ProxyEndpoint(self, OpenAIChat()), methods=["POST"]),
             Route("/v1/embeddings", ProxyEndpoint(self, OpenAIEmbeddings()), methods=["POST"]),
             Route("/v1/messages", ProxyEndpoint(self, AnthropicMessages()), methods=["POST"]),
+            Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
@@ -122,6 +123,17 @@ class Gateway:
             for m in p.models
         ]
         return Response(_encode({"object": "list", "data": data}), media_type="application/json")
+
+    async def count_tokens(self, request: Request) -> Response:
+        """Anthropic's token counting, as clients built for Claude call it (an estimate)."""
+        messages = AnthropicMessages()
+        try:
+            raw = await _read_body(request.receive, dict(request.headers), self.max_body)
+            body = messages.count_tokens(raw)
+        except GatewayError as err:
+            error = messages.error_body(err)
+            return Response(error, status_code=err.status, media_type="application/json")
+        return Response(body, media_type="application/json")
 
     async def healthz(self, request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")

@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any
 
+import msgspec
+
 from .config import CONFIG_ENV, Config, ConfigError, load_config
 
 __all__ = ["main"]
@@ -86,7 +88,12 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[LOG_FORMAT_ENV] = args.log_format
     config = load_config()
     _apply_overrides(config, args)
-    gateway = Gateway(config)  # validates plugins and providers before any worker starts
+    # Validate plugins and providers before any worker starts; the workers log what they
+    # find (a skipped provider), so this check stays quiet below errors.
+    quiet = msgspec.structs.replace(
+        config, logging=msgspec.structs.replace(config.logging, level="error")
+    )
+    gateway = Gateway(quiet)
     if config.server.workers > 1 and config.counters.url.startswith("memory://"):
         stateful = [
             getattr(p, "name", "?")

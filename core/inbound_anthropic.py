@@ -11,8 +11,9 @@ The `x-api-key` / `authorization` headers are the caller's key for the gateway: 
 module never reads or forwards them.
 
 Not translated yet: `cache_control` hints (OpenAI's shape has none), thinking blocks
-and the `thinking` option, `top_k`, document and server-tool blocks (400), images inside
-tool results (only their text is kept), and `/v1/messages/count_tokens`.
+and the `thinking` option, `top_k`, document and server-tool blocks (400), and images
+inside tool results (only their text is kept). `/v1/messages/count_tokens` answers an
+estimate, not a provider's tokenizer count.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class _Completion(msgspec.Struct):
 _decode_completion = msgspec.json.Decoder(_Completion).decode
 _decode_json = msgspec.json.Decoder().decode
 _decode_head = msgspec.json.Decoder(ChatHead).decode
+_decode_top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 class AnthropicMessages:
@@ -152,6 +154,21 @@ class AnthropicMessages:
 
     def error_body(self, err: GatewayError) -> bytes:
         return anthropic_error_body(err)
+
+    def count_tokens(self, raw: bytes) -> bytes:
+        """`POST /v1/messages/count_tokens`: `{"input_tokens": N}` for a Messages request.
+
+        An estimate (about four characters a token, counted over the translated request:
+        system, messages and tools), since the upstream may not be Anthropic and no
+        provider tokenizer runs in the gateway. Bad input is a 400 like /v1/messages.
+        """
+        try:
+            top = _decode_top(raw)
+        except msgspec.MsgspecError as exc:
+            raise invalid_request(exc) from None
+        top.setdefault("max_tokens", msgspec.Raw(b"1"))  # counting requests carry none
+        decoded = self.decode(_encode(top), {})
+        return _encode({"input_tokens": max(1, (len(decoded.raw) + 3) // 4)})
 
     def stream_error(self, err: GatewayError) -> bytes:
         return format_event(anthropic_error_body(err), "error")

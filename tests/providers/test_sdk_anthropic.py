@@ -301,3 +301,22 @@ async def test_mock_provider_speaks_anthropic(tmp_path: Path) -> None:
     assert message.content[0].type == "text"
     assert text == message.content[0].text
     assert final.usage.output_tokens == message.usage.output_tokens > 0
+
+
+async def test_count_tokens_answers_an_estimate(tmp_path: Path) -> None:
+    """Clients built for Claude call /v1/messages/count_tokens; the gateway estimates."""
+    import anthropic as anthropic_sdk
+
+    toml = '[[providers]]\nname = "mock"\nkind = "mock"\nmodels = ["*"]\n'
+    async with run_gateway(toml, tmp_path) as gw:
+        sdk = anthropic_sdk.AsyncAnthropic(base_url=gw, api_key="x", max_retries=0)
+        short = await sdk.messages.count_tokens(
+            model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}]
+        )
+        long = await sdk.messages.count_tokens(
+            model="claude-sonnet-4-6", messages=[{"role": "user", "content": "word " * 400}]
+        )
+        with pytest.raises(anthropic_sdk.BadRequestError) as caught:
+            await sdk.messages.count_tokens(model="claude-sonnet-4-6", messages=[])
+    assert 0 < short.input_tokens < 40 < 400 < long.input_tokens
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
