@@ -67,6 +67,7 @@ async def per_request_us(plugins: str, n: int, tmp: Path) -> float:
     toml = BASE.format(model=model) + f'\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n' + plugins
     app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
     gateway = app.state.gateway
+    await gateway.start()  # what the lifespan does: store, counters, plugins, plans
     gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
     gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
     scope = {
@@ -101,6 +102,7 @@ async def per_request_us(plugins: str, n: int, tmp: Path) -> float:
     for _ in range(n):
         await app(dict(scope), receive, send)
     us = (time.process_time() - start) / n * 1e6
+    await gateway.close(hooks=True)
     gateway.log_setup.close()
     return us
 

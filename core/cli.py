@@ -66,11 +66,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _check(path: str | None) -> int:
+def _validate(config: Config) -> Any:
+    """Build the whole gateway once (store and counters opened, plugins made, nothing
+    served) and close it again: every configuration mistake surfaces here as one line."""
+    import asyncio
+
     from .app import Gateway
 
-    config = load_config(path)
     gateway = Gateway(config)
+
+    async def build() -> None:
+        try:
+            await gateway.open()
+        finally:
+            await gateway.close()
+            gateway.log_setup.close()
+
+    asyncio.run(build())
+    return gateway
+
+
+def _check(path: str | None) -> int:
+    config = load_config(path)
+    gateway = _validate(config)
     names = ", ".join(gateway.providers) or "none"
     plugins = ", ".join(e.name for e in config.plugins if e.enabled) or "none"
     print(f"{config.source}: ok; providers: {names}; plugins: {plugins}")
@@ -78,8 +96,6 @@ def _check(path: str | None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .app import Gateway
-
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     elif os.environ.get(CONFIG_ENV) is None and os.path.isfile("plugins.toml"):
@@ -93,12 +109,12 @@ def _serve(args: argparse.Namespace) -> int:
     quiet = msgspec.structs.replace(
         config, logging=msgspec.structs.replace(config.logging, level="error")
     )
-    gateway = Gateway(quiet)
+    gateway = _validate(quiet)
     if config.server.workers > 1 and config.counters.url.startswith("memory://"):
         stateful = [
-            getattr(p, "name", "?")
-            for p in gateway.plugins
-            if getattr(p, "needs_shared_counters", False)
+            entry.name
+            for entry, cls, _ in gateway.plugin_classes
+            if getattr(cls, "needs_shared_counters", False)
         ]
         if stateful:
             raise ConfigError(

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 Inbound = Literal["openai", "anthropic"]
-Endpoint = Literal["chat", "embeddings"]
+Endpoint = Literal["chat", "embeddings", "models", "count_tokens", "other"]
 
 
 class ChatHead(msgspec.Struct, omit_defaults=True):
@@ -55,6 +55,8 @@ class Identity(msgspec.Struct, omit_defaults=True):
     tenant: str
     key_id: str | None = None
     name: str | None = None
+    # The models this caller may use (empty: all); `/v1/models` lists only these.
+    models: list[str] = []
     attributes: dict[str, Any] = {}
 
 
@@ -106,8 +108,9 @@ class Attempt(msgspec.Struct):
 class ReadyResponse(msgspec.Struct):
     """A complete answer a `pre_forward` plugin supplies instead of forwarding (a cache).
 
-    `body` is an OpenAI chat.completion (or embeddings) JSON document; for a streamed
-    request the core turns it into chunks.
+    `body` is an OpenAI chat.completion (or embeddings) JSON document; it is rendered in
+    the caller's format, and for a streamed request the core replays it as chunks (text
+    and tool calls). `status` and `headers` go out with it, streamed or not.
     """
 
     body: bytes
@@ -125,10 +128,12 @@ class RequestContext:
 
     __slots__ = (
         "_payload",
+        "wire",
         "attempts",
         "body",
         "client",
         "cost_usd",
+        "deadline",
         "decision",
         "endpoint",
         "error",
@@ -136,6 +141,7 @@ class RequestContext:
         "identity",
         "inbound",
         "include_usage",
+        "method",
         "model",
         "overrides",
         "path",
@@ -144,6 +150,7 @@ class RequestContext:
         "request_id",
         "requested_model",
         "response",
+        "response_headers",
         "started",
         "state",
         "status",
@@ -162,27 +169,31 @@ class RequestContext:
         path: str,
         headers: dict[str, str],
         client: str | None,
-        raw: bytes,
-        body: ChatHead | EmbeddingsHead,
-        stream: bool = False,
-        include_usage: bool = False,
+        method: str = "POST",
+        deadline: float = float("inf"),
     ) -> None:
         self.request_id = request_id
         self.inbound: Inbound = inbound
         self.endpoint: Endpoint = endpoint
+        self.method = method
         self.path = path
         self.headers = headers
         self.client = client
-        self.raw = raw
-        self.body = body
-        self.requested_model: str = body.model
-        self.stream = stream
-        self.include_usage = include_usage
+        # The body is not read yet: pre_auth runs on headers alone (`set_body` fills these).
+        self.raw = b""
+        self.body: ChatHead | EmbeddingsHead = _NO_BODY
+        self.requested_model = ""
+        self.stream = False
+        self.include_usage = False
+        # The wire format of `raw` and of the answers and events hooks see: "openai" (the
+        # canonical shape) unless a native pass-through keeps the provider's own.
+        self.wire: Inbound = "openai"
         self.identity: Identity | None = None
         self.tags: dict[str, str] = {}
         self.decision: RoutingDecision | None = None
         self.attempts: list[Attempt] = []
         self.response: ReadyResponse | None = None
+        self.response_headers: dict[str, str] | None = None
         self.usage = Usage()
         self.cost_usd: float = 0.0
         self.provider: str | None = None
@@ -190,10 +201,40 @@ class RequestContext:
         self.status: int = 0
         self.error: Exception | None = None
         self.started = time.perf_counter()
+        # `asyncio` loop time by which the whole request (every attempt) must be answered.
+        self.deadline = deadline
         self.timings: dict[str, float] = {}
         self.state: dict[str, Any] = {}
         self.overrides: dict[str, Any] | None = None
         self._payload: dict[str, Any] | None = None
+
+    def set_body(
+        self,
+        raw: bytes,
+        body: ChatHead | EmbeddingsHead,
+        *,
+        stream: bool = False,
+        include_usage: bool = False,
+    ) -> None:
+        """The decoded request body, once it has been read (after `pre_auth`)."""
+        self.raw = raw
+        self.body = body
+        self.requested_model = body.model
+        self.stream = stream
+        self.include_usage = include_usage
+
+    # -- the outcome ----------------------------------------------------------------------
+    def fail(self, error: Exception, status: int) -> None:
+        """Record why the request failed: the one place status and error are set together."""
+        self.error = error
+        self.status = status
+
+    def add_header(self, name: str, value: str) -> None:
+        """A header for the response to the client (rate-limit counts, the route taken),
+        sent on success and on errors alike. `name` should be lower-case."""
+        if self.response_headers is None:
+            self.response_headers = {}
+        self.response_headers[name] = value
 
     # -- the body ---------------------------------------------------------------------
     def set_field(self, name: str, value: Any) -> None:
@@ -239,6 +280,24 @@ class RequestContext:
         return (time.perf_counter() - self.started) * 1000.0
 
 
+    # -- message texts, whatever the format -------------------------------------------
+    def texts(self) -> list[str]:
+        """Every text of the request's messages (system prompts, string contents, text
+        parts), in order, whatever the inbound format: what redaction and routing read."""
+        from .texts import collect_texts
+
+        return collect_texts(self.payload(), self.wire)
+
+    def map_texts(self, fn: Any, *, tools: bool = False) -> int:
+        """Replace every message text with `fn(text)` (format-neutral, see `texts`);
+        with `tools`, tool-call arguments and tool results too. Returns how many texts
+        changed; the changed fields are forwarded through `set_field`."""
+        from .texts import map_texts
+
+        return map_texts(self, fn, tools=tools)
+
+
+_NO_BODY = ChatHead(model="", messages=[])
 _decode_top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _decode_any = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode

@@ -27,7 +27,8 @@ def test_all_hooks_are_found() -> None:
         "startup",
         "shutdown",
         "register_routes",
-        "register_providers",
+        "on_attempt",
+        "transform_response",
     }
 
 

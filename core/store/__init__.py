@@ -11,7 +11,11 @@ from typing import Any, Protocol
 
 from ..config import ConfigError
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Migration", "Store", "open_store"]
+
+
+class Migration:  # TEMPORARY until the store branch lands
+    version: int
 
 
 class Store(Protocol):
@@ -21,6 +25,7 @@ class Store(Protocol):
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None: ...
     async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
     async def close(self) -> None: ...
+    async def migrate(self, owner: str, migrations: Any) -> list[int]: ...
 
 
 async def open_store(url: str) -> Store:

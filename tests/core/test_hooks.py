@@ -286,12 +286,8 @@ async def test_lifecycle_routes_and_providers_hooks(tmp_path: Path) -> None:
             return PlainTextResponse("hello from a plugin")
         return [Route("/admin/hello", hello)]
 
-    @hookimpl
-    def register_providers(self):
-        from interlock.core.providers.mock import MockProvider
-        class Echo(MockProvider):
-            kind = "echo"
-        return {"echo": Echo}
+    from interlock.core.providers.mock import MockProvider as _Mock
+    provider_kinds = {"echo": type("Echo", (_Mock,), {"kind": "echo"})}
     """
     toml = '[[providers]]\nname = "e"\nkind = "echo"\nmodels = ["echo-1"]\n' + plugin_file(
         tmp_path, "life", lifecycle
@@ -332,8 +328,8 @@ def test_plugin_found_through_the_entry_point_group(
     )
     monkeypatch.syspath_prepend(str(site))
     app = create_app(gateway_config("[plugins.third]\n", tmp_path))
-    plugins = app.state.gateway.plugins
-    assert [type(p).__name__ for p in plugins] == ["ThirdParty"]
+    classes = app.state.gateway.plugin_classes
+    assert [cls.__name__ for _, cls, _ in classes] == ["ThirdParty"]
     sys.modules.pop("third_party_router", None)
 
 

@@ -35,18 +35,18 @@ def load(name: str) -> Any:
 
 def context(canonical: Any, *, stream: bool = False, include_usage: bool = False) -> RequestContext:
     raw = msgspec.json.encode(canonical)
-    return RequestContext(
+    ctx = RequestContext(
         request_id="req1",
         inbound="openai",
         endpoint="chat",
         path="/v1/chat/completions",
         headers={},
         client=None,
-        raw=raw,
-        body=msgspec.json.decode(raw, type=ChatHead),
-        stream=stream,
-        include_usage=include_usage,
     )
+    ctx.set_body(
+        raw, msgspec.json.decode(raw, type=ChatHead), stream=stream, include_usage=include_usage
+    )
+    return ctx
 
 
 @pytest.fixture
