@@ -18,6 +18,7 @@ __all__ = [
     "ChatHead",
     "EmbeddingsHead",
     "Identity",
+    "Limits",
     "ReadyResponse",
     "RequestContext",
     "RoutingDecision",
@@ -49,14 +50,30 @@ class EmbeddingsHead(msgspec.Struct):
     input: msgspec.Raw
 
 
+class Limits(msgspec.Struct, omit_defaults=True, frozen=True):
+    """Limits an auth plugin found for a tenant or a key; None means no limit."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: float | None = None
+
+
 class Identity(msgspec.Struct, omit_defaults=True):
-    """Who is calling: set by an auth plugin in `pre_auth`."""
+    """Who is calling: set by an auth plugin in `pre_auth`, read by policy plugins.
+
+    `tenant_limits` and `key_limits` are what the store says for the tenant and for
+    this key; rate_limit and budget enforce both. `provider_keys` maps a provider name
+    to the tenant's own key for it (an override of the provider's configured key).
+    """
 
     tenant: str
     key_id: str | None = None
     name: str | None = None
     # The models this caller may use (empty: all); `/v1/models` lists only these.
     models: list[str] = []
+    tenant_limits: Limits = Limits()
+    key_limits: Limits = Limits()
+    provider_keys: dict[str, str] = {}
     attributes: dict[str, Any] = {}
 
 
