@@ -145,7 +145,6 @@ class RequestContext:
 
     __slots__ = (
         "_payload",
-        "wire",
         "attempts",
         "body",
         "client",
@@ -175,6 +174,7 @@ class RequestContext:
         "tags",
         "timings",
         "usage",
+        "wire",
     )
 
     def __init__(
@@ -295,7 +295,6 @@ class RequestContext:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
-
 
     # -- message texts, whatever the format -------------------------------------------
     def texts(self) -> list[str]:
