@@ -293,6 +293,10 @@ class RequestContext:
             self._payload = data
         return self._payload
 
+    def drop_payload(self) -> None:
+        """Forget the decoded payload (the body was replaced as a whole)."""
+        self._payload = None
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 

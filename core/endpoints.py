@@ -51,6 +51,7 @@ class ProxyEndpoint:
         ctx.set_body(
             decoded.raw, decoded.head, stream=decoded.stream, include_usage=decoded.include_usage
         )
+        ctx.wire = decoded.wire
         headers = ctx.headers
         metadata = getattr(decoded.head, "metadata", None)
         if metadata is not None or "x-interlock-tags" in headers or "x-feature" in headers:

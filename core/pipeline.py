@@ -18,6 +18,7 @@ from .plugins import HookPlans
 from .pricing import Pricing
 from .providers.base import Provider, ProviderReply
 from .replay import replay
+from .wire import adapt_body
 
 __all__ = ["Pipeline", "StreamHandle"]
 
@@ -134,6 +135,8 @@ class Pipeline:
             if loop.time() >= ctx.deadline:
                 attempt.error = "deadline_exceeded"
                 raise _deadline_error(ctx)
+            if ctx.inbound == "anthropic":
+                adapt_body(ctx, provider)
             start = time.perf_counter()
             try:
                 async with asyncio.timeout_at(ctx.deadline):
@@ -176,6 +179,7 @@ class Pipeline:
         """A non-streamed answer (chat or embeddings), after `transform_response`."""
         ready = ctx.response
         if ready is not None:
+            ctx.wire = "openai"  # a ReadyResponse body is canonical
             ctx.status = ready.status
             for name, value in ready.headers.items():
                 ctx.add_header(name.lower(), value)
@@ -195,6 +199,7 @@ class Pipeline:
         (nothing has reached the client yet) moves on to the next candidate."""
         ready = ctx.response
         if ready is not None:
+            ctx.wire = "openai"  # a ReadyResponse body is canonical
             ctx.status = ready.status
             for name, value in ready.headers.items():
                 ctx.add_header(name.lower(), value)
