@@ -223,7 +223,13 @@ class Pipeline:
     async def finish(self, ctx: RequestContext) -> None:
         """Price the request, run post_response (every plugin, whatever the others do),
         and write the one log line."""
-        ctx.cost_usd = self.pricing.cost(ctx.model, ctx.usage) if ctx.model else 0.0
+        model = ctx.model
+        if model:
+            pricing = self.pricing
+            provider = self.providers.get(ctx.provider or "")
+            if provider is not None and pricing.price(model) is None:
+                model = provider.upstream_model(model)  # an alias: price the real model
+            ctx.cost_usd = pricing.cost(model, ctx.usage)
         for fn, is_async in self.plans.post_response:
             try:
                 result = fn(ctx)
