@@ -179,10 +179,17 @@ class Gateway:
     async def list_models(self, request: Request) -> Response:
         ctx = request.scope.get("interlock.ctx")
         allowed = ctx.identity.models if ctx is not None and ctx.identity is not None else None
+        owners: dict[str, str] = {}  # model -> the provider that serves it (the first)
+        for p in self.providers.values():
+            for m in p.models:
+                owners.setdefault(m, p.name)
+        for p in self.providers.values():
+            if p.serves("*"):  # a catch-all provider answers every priced model
+                for m in self.pricing.models():
+                    owners.setdefault(m, p.name)
         data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": p.name}
-            for p in self.providers.values()
-            for m in p.models
+            {"id": m, "object": "model", "created": 0, "owned_by": owner}
+            for m, owner in owners.items()
             if not allowed or m in allowed
         ]
         return Response(_encode({"object": "list", "data": data}), media_type="application/json")

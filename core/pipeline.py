@@ -50,14 +50,16 @@ class Pipeline:
         providers: Mapping[str, Provider],
         pricing: Pricing,
         logger: Any,
-        request_log: Callable[[Any, dict[str, Any]], None] | None = None,
+        request_log: Callable[[Any, dict[str, Any], str], None] | None = None,
     ) -> None:
         self.plans = plans
         self.providers = providers
         self.pricing = pricing
         self.logger = logger
         # The one line per request (LogSetup.request: the fast path of logger.info).
-        self.request_log = request_log or (lambda lg, fields: lg.info("request", **fields))
+        self.request_log = request_log or (
+            lambda lg, fields, level: getattr(lg, level)("request", **fields)
+        )
         self._default_routes: dict[str, RoutingDecision | None] = {}
 
     # -- before forwarding ---------------------------------------------------------------
@@ -265,6 +267,7 @@ class Pipeline:
                 provider=ctx.provider or (last.provider if last else None),
                 tenant=ctx.identity.tenant if ctx.identity else None,
                 attempts=len(ctx.attempts),
+                upstream_status=last.status if last else None,
                 route_reason=ctx.decision.reason if ctx.decision else None,
                 latency_ms=round(latency if latency is not None else ctx.elapsed_ms(), 3),
                 ttfb_ms=round(ctx.timings["ttfb_ms"], 3) if "ttfb_ms" in ctx.timings else None,
@@ -277,6 +280,7 @@ class Pipeline:
                 if err
                 else None,
             ),
+            "warning" if ctx.status >= 500 else "info",
         )
 
 
