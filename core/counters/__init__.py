@@ -5,10 +5,12 @@ thousand requests arrive at once, in one process or across workers and replicas.
 package gives them one interface, `Counters`, with two backends behind `open_counters`:
 
 - `memory://` (`memory.py`): plain dicts on the event loop. No locks: a primitive never
-  awaits inside, so it is atomic by construction. A `rate` call costs a few microseconds.
-  Limits are per process: more than one worker needs Redis (the CLI refuses otherwise).
+  awaits inside, so it is atomic by construction. Each call costs about a microsecond
+  (`python -m bench.counters`). Limits are per process: more than one worker needs
+  Redis (the CLI refuses otherwise).
 - `redis://host:port/db` or `rediss://` (`redis.py`): every primitive is ONE round trip
-  (a Lua script or one plain command), so replicas share the limits exactly. Any Redis
+  (a Lua script or one plain command; ~0.2 ms on loopback on a small VM), so replicas
+  share the limits exactly. Redis >= 6.0 (SET KEEPTTL); tested on 7.0. Any Redis
   failure (down, timeout, broken reply) raises `CounterError`; the plugin decides whether
   to fail closed (budgets) or open.
 
@@ -194,16 +196,17 @@ async def open_counters(url: str, *, prefix: str = "interlock:") -> Counters:
             counters = RedisCounters(url, prefix=prefix)
         except ValueError as exc:  # redis-py's URL parser
             raise ConfigError(
-                f"[counters] key `url`: not a valid Redis URL ({redis_location(url)})"
+                "[counters] key `url`: not a valid Redis URL "
+                "(redis://[[USER]:PASSWORD@]HOST:PORT/DB, or rediss://)"
             ) from exc
         try:
             await counters.start()
         except CounterError as exc:
             await counters.close()
             raise ConfigError(
-                f"[counters] key `url`: Redis at {redis_location(url)} is not reachable "
-                f'({exc}); start it or set [counters] url = "memory://"'
-            ) from exc
+                f"[counters] key `url`: {exc} (is Redis running there? One worker can "
+                'use [counters] url = "memory://")'
+            ) from exc  # `exc` names host:port, never the password
         return counters
     what = f"'{scheme}://'" if scheme else "a URL without a scheme"
     raise ConfigError(
