@@ -19,8 +19,9 @@ The primitives, what they are for and what they cost:
 - `rate(key, limit, period_s, cost=1)`: a GCRA limiter (generic cell rate algorithm, kept
   in its continuous-state leaky-bucket form: the bucket's level in units and the time it
   was measured). At most `limit` units per `period_s`, a burst of up to `limit` at once;
-  a refusal changes nothing and says honestly when to retry. `cost=0` only peeks. Requests
-  per minute and tokens per minute both use it. One script call; memory: a few µs.
+  a refusal changes nothing and says honestly when to retry (never: `math.inf`, for a
+  cost above `limit`). `cost=0` only peeks. Requests per minute and tokens per minute
+  both use it. One script call; memory: about 1 µs.
 - `rate_adjust(key, limit, period_s, delta)`: settle a token reservation made with `rate`
   once the real usage is known: give units back (`delta < 0`, never below an empty
   bucket) or charge more (`delta > 0`, may leave the bucket over its limit, so later
@@ -32,6 +33,8 @@ The primitives, what they are for and what they cost:
   whose window expired in between must not hand out free budget. One script call each.
 - `incr`, `get`, `set_if_absent`: plain numeric counters (spend per window, seeding a
   budget rebuilt from the ledger without clobbering what another replica already has).
+  `incr` is one script call (its arithmetic is `settle`'s); `get` is GET and
+  `set_if_absent` is SET NX (PX), one plain command each.
 - `put`, `fetch`, `claim`, `delete`: small string values (circuit state); `claim` is
   SET-if-absent with a TTL, true for exactly one caller while the key lives (a half-open
   circuit lets one probe through). One plain command each.
