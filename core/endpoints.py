@@ -65,7 +65,7 @@ class ProxyEndpoint:
             ctx.tags = tags_from(headers, metadata)
         task = asyncio.current_task()
         assert task is not None
-        watch = Watch(receive, task)
+        watch = Watch(receive, task, ctx)
         sweeper = self._sweeper
         sweeper.add(watch)
         pipeline = self.gateway.pipeline
@@ -78,10 +78,15 @@ class ProxyEndpoint:
                 await ex.json(ctx.status or 200, body)
                 ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
         except asyncio.CancelledError:
-            if not watch.gone:
-                raise
-            task.uncancel()
-            raise ClientGone() from None
+            if watch.gone:
+                task.uncancel()
+                raise ClientGone() from None
+            if ctx.expired:  # the deadline's cancel landed just after an attempt ended
+                task.uncancel()
+                raise GatewayError(
+                    504, "deadline_exceeded", "the request was not answered within its deadline"
+                ) from None
+            raise
         finally:
             sweeper.remove(watch)
             watch.stop()

@@ -116,7 +116,7 @@ class Pipeline:
         after every attempt: `on_attempt` may drop a failing provider's other entries."""
         assert ctx.decision is not None
         candidates = ctx.decision.candidates
-        loop = asyncio.get_running_loop()
+        loop_time = asyncio.get_running_loop().time
         last: GatewayError | None = None
         i = 0
         while i < len(candidates):
@@ -134,15 +134,17 @@ class Pipeline:
                 )
                 await self._on_attempt(ctx, attempt)
                 continue
-            if loop.time() >= ctx.deadline:
+            if loop_time() >= ctx.deadline:
+                attempt.status = 504
                 attempt.error = "deadline_exceeded"
+                await self._on_attempt(ctx, attempt)
                 raise _deadline_error(ctx)
             if ctx.inbound == "anthropic":
                 adapt_body(ctx, provider)
             start = time.perf_counter()
+            ctx.attempting = True  # the disconnect sweeper enforces ctx.deadline now
             try:
-                async with asyncio.timeout_at(ctx.deadline):
-                    result = await call(provider, ctx, candidate.model)
+                result = await call(provider, ctx, candidate.model)
             except UpstreamError as err:
                 attempt.status = err.status
                 attempt.error = err.type
@@ -153,12 +155,17 @@ class Pipeline:
                 if err.retryable:
                     continue
                 raise
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if not ctx.expired:
+                    raise
+                _uncancel()
                 attempt.status = 504
                 attempt.error = "deadline_exceeded"
                 attempt.latency_ms = (time.perf_counter() - start) * 1000
                 await self._on_attempt(ctx, attempt)
                 raise _deadline_error(ctx) from None
+            finally:
+                ctx.attempting = False
             attempt.status = 200
             attempt.latency_ms = (time.perf_counter() - start) * 1000
             ctx.provider = candidate.provider
@@ -282,6 +289,12 @@ class Pipeline:
             ),
             "warning" if ctx.status >= 500 else "info",
         )
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 def _deadline_error(ctx: RequestContext) -> GatewayError:
