@@ -35,6 +35,7 @@ from .plugins import HookPlans, load_plugins
 from .pricing import Pricing
 from .providers import BUILTIN_KINDS, Provider
 from .services import Services
+from .shutdown import DRAIN  # [shutdown]
 from .store import open_store
 
 __all__ = ["Gateway", "ProxyEndpoint", "create_app", "create_app_from_env"]
@@ -380,11 +381,14 @@ class ProxyEndpoint:
             )
             first = True
             try:
-                async for chunk in self.inbound.render_stream(ctx, handle.events):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if first:
-                        ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
-                        first = False
+                # [shutdown] past the drain deadline this raises ShuttingDown: the stream
+                # ends with an error event below (core/shutdown.py).
+                with DRAIN.bounded():
+                    async for chunk in self.inbound.render_stream(ctx, handle.events):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        if first:
+                            ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
+                            first = False
             except GatewayError as err:
                 # The stream died after the first byte: tell the client in the stream
                 # itself, so the end does not look like a clean finish.

@@ -90,7 +90,9 @@ class ServerConfig(_Table):
     client: Literal["httpx", "httpx-aiohttp", "aiohttp"] | None = None
     keep_alive_timeout: float = 75.0
     backlog: int = 2048
-    graceful_timeout: float = 10.0
+    # On SIGTERM/SIGINT, requests in flight get this long to finish; streams still open
+    # then end with an error event in the caller's format (core/shutdown.py).
+    shutdown_timeout_s: float = 10.0
 
     def upstream_client(self) -> str:
         """`client` when set, else the profile's measured choice (bench/README.md):
@@ -243,6 +245,8 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: str = ".") -> Co
     server = table("server", ServerConfig)
     if server.max_body_bytes < 1024:
         raise ConfigError(f"{source}: [server] key `max_body_bytes`: must be at least 1024")
+    if server.shutdown_timeout_s < 0:
+        raise ConfigError(f"{source}: [server] key `shutdown_timeout_s`: must not be negative")
     return Config(
         source=source,
         server=server,
