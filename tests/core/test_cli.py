@@ -166,11 +166,11 @@ async def test_serve_fast_profile(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
-    banner = await asyncio.wait_for(proc.stderr.readline(), GUARD)
-    assert b"fast profile: uvicorn + httptools" in banner
-    found = re.search(rb"serving on (http://127\.0\.0\.1:\d+)", banner)
-    assert found, banner
     try:
+        banner = await asyncio.wait_for(proc.stderr.readline(), GUARD)
+        assert b"fast profile: uvicorn + httptools" in banner
+        found = re.search(rb"serving on (http://127\.0\.0\.1:\d+)", banner)
+        assert found, banner
         async with httpx.AsyncClient() as client:
             resp = await client.post(
                 f"{found.group(1).decode()}/v1/chat/completions",

@@ -88,23 +88,28 @@ async def gateway(
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
-    seen = b""
-    url = None
-    while url is None:
-        line = await asyncio.wait_for(proc.stderr.readline(), GUARD)
-        assert line, f"server exited: {seen.decode()}"
-        seen += line
-        if found := BANNER.search(line):
-            url = found.group(1).decode()
-    # Keep reading what it prints, so a full pipe never blocks it.
-    drain = asyncio.ensure_future(proc.stderr.read())
+    drain = None
     try:
+        seen = b""
+        url = None
+        while url is None:
+            line = await asyncio.wait_for(proc.stderr.readline(), GUARD)
+            assert line, f"server exited: {seen.decode()}"
+            seen += line
+            if found := BANNER.search(line):
+                url = found.group(1).decode()
+        # Keep reading what it prints, so a full pipe never blocks it.
+        drain = asyncio.ensure_future(proc.stderr.read())
         yield proc, url
     finally:
         if proc.returncode is None:
+            for pid in descendants(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             proc.kill()
             await proc.wait()
-        await drain
+        if drain is not None:
+            await drain
 
 
 async def _stop_during_streams(
