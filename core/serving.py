@@ -163,10 +163,10 @@ def _run_uvicorn(spec: WorkerSpec, sock: socket.socket) -> None:
         """uvicorn's Server, but a stop signal begins the drain and is not re-raised
         after the shutdown (uvicorn re-raises it, which would make the exit code 143)."""
 
-        loop: asyncio.AbstractEventLoop | None = None
+        drain_loop: asyncio.AbstractEventLoop | None = None
 
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-            self.loop = asyncio.get_running_loop()
+            self.drain_loop = asyncio.get_running_loop()
             await super().serve(sockets)
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -175,8 +175,8 @@ def _run_uvicorn(spec: WorkerSpec, sock: socket.socket) -> None:
             if self.should_exit:
                 return
             self.should_exit = True
-            if self.loop is not None:
-                self.loop.call_soon_threadsafe(DRAIN.begin, spec.shutdown_timeout_s)
+            if self.drain_loop is not None:
+                self.drain_loop.call_soon_threadsafe(DRAIN.begin, spec.shutdown_timeout_s)
 
     config = uvicorn.Config(
         create_app_from_env,
