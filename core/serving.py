@@ -19,6 +19,7 @@ This module owns signals and servers; it knows nothing of requests.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import multiprocessing
 import os
@@ -30,7 +31,10 @@ from multiprocessing.connection import wait
 from types import FrameType
 from typing import Any, cast
 
+import msgspec
+
 from .config import Config, ConfigError
+from .logging import json_stdlib_handler
 from .shutdown import DRAIN, GRACE_S
 
 __all__ = ["WorkerSpec", "bind", "run_worker", "serve"]
@@ -46,6 +50,7 @@ class WorkerSpec:
     backlog: int
     workers: int = 1
     supervised: bool = False
+    log_format: str = "json"
 
 
 def serve(config: Config) -> int:
@@ -60,15 +65,17 @@ def serve(config: Config) -> int:
         keep_alive_timeout=server.keep_alive_timeout,
         backlog=server.backlog,
         workers=workers,
+        log_format=config.logging.format,
     )
     stack = "fast profile: uvicorn + httptools" if server.profile == "fast" else "hypercorn"
     shown = f"[{host}]" if ":" in host else host
-    print(
-        f"interlock: serving on http://{shown}:{port} ({stack}, {workers} worker(s), "
-        f"config: {config.source})",
-        file=sys.stderr,
-        flush=True,
-    )
+    url = f"http://{shown}:{port}"
+    banner = f"serving on {url} ({stack}, {workers} worker(s), config: {config.source})"
+    if spec.log_format == "json":  # every line on the output is JSON, this one too
+        line = {"event": "serving", "level": "info", "url": url, "message": banner}
+        print(msgspec.json.encode(line).decode(), file=sys.stderr, flush=True)
+    else:
+        print(f"interlock: {banner}", file=sys.stderr, flush=True)
     if workers == 1:
         return run_worker(spec, sock)
     return _supervise(replace(spec, supervised=True), sock, workers)
@@ -106,6 +113,15 @@ def run_worker(spec: WorkerSpec, sock: socket.socket) -> int:
     return 0
 
 
+def _server_logger(name: str, spec: WorkerSpec) -> logging.Logger:
+    """The server library's logger writing JSON lines to stderr (`--log-format json`)."""
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [json_stdlib_handler()]
+    logger.setLevel(logging.INFO if name.startswith("hypercorn") else logging.WARNING)
+    logger.propagate = False
+    return logger
+
+
 def _loop_factory() -> Any:
     try:
         import uvloop
@@ -131,7 +147,7 @@ def _run_hypercorn(spec: WorkerSpec, sock: socket.socket) -> None:
     # own limit for everything else.
     hc.graceful_timeout = spec.shutdown_timeout_s + GRACE_S
     hc.accesslog = None  # one structured line per request comes from the gateway itself
-    hc.errorlog = "-"
+    hc.errorlog = _server_logger("hypercorn.error", spec) if spec.log_format == "json" else "-"
     sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
 
     async def main() -> None:
@@ -190,7 +206,10 @@ def _run_uvicorn(spec: WorkerSpec, sock: socket.socket) -> None:
         timeout_graceful_shutdown=math.ceil(spec.shutdown_timeout_s + GRACE_S),
         backlog=spec.backlog,
         log_level="warning",
+        log_config=None if spec.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
+    if spec.log_format == "json":
+        _server_logger("uvicorn", spec)
     server = DrainingServer(config)
     server.run(sockets=[sock])
     if not server.started:

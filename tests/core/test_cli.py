@@ -248,3 +248,43 @@ def test_mock_upstream_help_explains_every_option_with_its_default(
         "--host HOST address to listen on (default: 127.0.0.1)",
     ):
         assert expected in text
+
+
+@pytest.mark.parametrize("fast", [False, True])
+async def test_serve_with_json_logs_prints_nothing_but_json_lines(
+    tmp_path: Path, fast: bool
+) -> None:
+    """`--log-format json`: the banner, the server library's own lines, the request
+    lines and the shutdown line are all JSON, on both profiles."""
+    args = ["serve", "--log-format", "json", *(["--fast"] if fast else [])]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "interlock.core.cli",
+        *args,
+        "--port",
+        "0",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "INTERLOCK_CONFIG": ""},
+    )
+    assert proc.stderr is not None
+    banner = await asyncio.wait_for(proc.stderr.readline(), GUARD)
+    url = msgspec.json.decode(banner)["url"]
+    try:
+        async with httpx.AsyncClient() as client:
+            resp = await client.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert resp.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), GUARD)
+    lines = [line for line in (banner + stderr + stdout).splitlines() if line.strip()]
+    events = [msgspec.json.decode(line) for line in lines]  # each line is JSON, or this fails
+    names = [e["event"] for e in events]
+    assert "request" in names and names.count("stopped") == 1
+    if not fast:  # hypercorn says where it runs; its line is JSON too
+        assert any(e.get("logger") == "hypercorn.error" for e in events)
