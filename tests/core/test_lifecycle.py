@@ -61,12 +61,30 @@ WATCHER = """
 def pre_auth(self, ctx):
     SEEN.append(("pre_auth", ctx.request_id, len(ctx.raw)))
     if "x-refuse" in ctx.headers:
-        raise GatewayError(401, "authentication_error", "refused")
+        raise GatewayError(int(ctx.headers["x-refuse"]), "authentication_error", "refused")
 
 @hookimpl
 def pre_forward(self, ctx):
     if "x-ready" in ctx.headers:
         ctx.response = ReadyResponse(READY)
+    if "x-limit" in ctx.headers:
+        raise GatewayError(429, "rate_limit_error", "slow down", headers={"retry-after": "7"})
+    if "x-crash" in ctx.headers:
+        raise RuntimeError("a plugin bug")
+
+@hookimpl
+def register_routes(self):
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request):
+        if "x-crash" in request.headers:
+            raise RuntimeError("a plugin route bug")
+        if "x-forbid" in request.headers:
+            raise GatewayError(403, "permission_error", "not for you")
+        return PlainTextResponse("hello")
+
+    return [Route("/v1/plugin/hello", hello, methods=["GET"])]
 
 @hookimpl
 async def post_response(self, ctx):
@@ -100,7 +118,9 @@ def _answer(rec: Recorded) -> Reply:
 
 
 # -- the requests -------------------------------------------------------------------------
-Act = Callable[[str, str], Awaitable[int | None]]  # (gateway url, request id) -> status seen
+# (gateway url, request id) -> (status, body) the client saw, None when it left early
+Seen = tuple[int, bytes] | None
+Act = Callable[[str, str], Awaitable[Seen]]
 
 
 def _chat_body(inbound: str, text: str = "hi", **extra: Any) -> dict[str, Any]:
@@ -114,23 +134,24 @@ PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 
 
 def post(inbound: str, *, headers: dict[str, str] | None = None, **kw: Any) -> Act:
-    async def act(gw: str, rid: str) -> int:
+    async def act(gw: str, rid: str) -> Seen:
         async with httpx.AsyncClient(timeout=GUARD) as client:
             resp = await client.post(
                 gw + PATHS[inbound],
                 headers={"x-request-id": rid, **(headers or {})},
                 **(kw or {"json": _chat_body(inbound)}),
             )
-        return resp.status_code
+        return resp.status_code, resp.content
 
     return act
 
 
-def call(method: str, path: str, **kw: Any) -> Act:
-    async def act(gw: str, rid: str) -> int:
+def call(method: str, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Act:
+    async def act(gw: str, rid: str) -> Seen:
+        sent = {"x-request-id": rid, **(headers or {})}
         async with httpx.AsyncClient(timeout=GUARD) as client:
-            resp = await client.request(method, gw + path, headers={"x-request-id": rid}, **kw)
-        return resp.status_code
+            resp = await client.request(method, gw + path, headers=sent, **kw)
+        return resp.status_code, resp.content
 
     return act
 
@@ -140,7 +161,7 @@ def streamed(
 ) -> Act:
     """A streamed chat; with `leave_early` the client reads one chunk and hangs up."""
 
-    async def act(gw: str, rid: str) -> int | None:
+    async def act(gw: str, rid: str) -> Seen:
         text = "hang" if leave_early else "hi"
         body = _chat_body(inbound, text, stream=True, **extra)
         sent = {"x-request-id": rid, **(headers or {})}
@@ -149,8 +170,7 @@ def streamed(
                 if leave_early:
                     await asyncio.wait_for(anext(r.aiter_bytes()), GUARD)
                     return None  # leaving the block closes the connection mid-stream
-                await r.aread()
-                return r.status_code
+                return r.status_code, await r.aread()
 
     return act
 
@@ -158,7 +178,7 @@ def streamed(
 def raw(path: str, head: str, body: bytes = b"", *, hang_up: bool = False) -> Act:
     """Headers and part of a body on a raw socket; read the answer, or hang up."""
 
-    async def act(gw: str, rid: str) -> int | None:
+    async def act(gw: str, rid: str) -> Seen:
         reader, writer = await raw_connect(gw)
         writer.write(
             f"POST {path} HTTP/1.1\r\nhost: gw\r\nx-request-id: {rid}\r\n"
@@ -169,7 +189,8 @@ def raw(path: str, head: str, body: bytes = b"", *, hang_up: bool = False) -> Ac
         try:
             if hang_up:
                 return None
-            return (await read_response(reader)).status
+            resp = await read_response(reader)
+            return resp.status, resp.body
         finally:
             writer.close()
 
@@ -202,8 +223,14 @@ FATES = {
     "413-chunked": Fate(
         raw(PATHS["openai"], "transfer-encoding: chunked\r\n", _chunked(MAX_BODY + 1)), 413
     ),
-    "401-pre-auth-openai": Fate(post("openai", headers={"x-refuse": "1"}), 401),
-    "401-pre-auth-anthropic": Fate(post("anthropic", headers={"x-refuse": "1"}), 401),
+    "401-pre-auth-openai": Fate(post("openai", headers={"x-refuse": "401"}), 401),
+    "401-pre-auth-anthropic": Fate(post("anthropic", headers={"x-refuse": "401"}), 401),
+    "403-pre-auth": Fate(post("openai", headers={"x-refuse": "403"}), 403),
+    "429-pre-forward-anthropic": Fate(post("anthropic", headers={"x-limit": "1"}), 429),
+    "500-pre-forward-crash": Fate(post("openai", headers={"x-crash": "1"}), 500),
+    "200-plugin-route": Fate(call("GET", "/v1/plugin/hello"), 200),
+    "403-plugin-route": Fate(call("GET", "/v1/plugin/hello", headers={"x-forbid": "1"}), 403),
+    "500-plugin-route-crash": Fate(call("GET", "/v1/plugin/hello", headers={"x-crash": "1"}), 500),
     "404-route-openai": Fate(call("POST", "/v1/nothing-here", json={}), 404),
     "404-route-anthropic": Fate(call("POST", "/v1/messages/nothing-here", json={}), 404),
     "405-get-chat": Fate(call("GET", "/v1/chat/completions"), 405),
@@ -252,7 +279,15 @@ async def test_each_fate_ends_in_one_post_response_and_one_log_line(
         # The client may have left before the gateway finished: wait for the end itself.
         await asyncio.wait_for(FINISHED[rid].wait(), GUARD)
     if expected.status != 499:
-        assert seen_by_client == expected.status
+        assert seen_by_client is not None
+        status, body = seen_by_client
+        assert status == expected.status
+        if status >= 400:  # refused or failed: in the caller's own error shape
+            doc = msgspec.json.decode(body)
+            if "anthropic" in fate or "count-tokens" in fate:
+                assert doc["type"] == "error" and doc["error"]["message"]
+            else:
+                assert "type" not in doc and doc["error"]["type"] and doc["error"]["message"]
     finished = [detail for hook, r, detail in SEEN if hook == "post_response" and r == rid]
     assert [status for status, _ in finished] == [expected.status]
     lines = [line for line in request_lines(capsys.readouterr().out) if line["request_id"] == rid]
