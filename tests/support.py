@@ -19,6 +19,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from interlock.core.app import create_app
 from interlock.core.config import load_config, parse_config
+from interlock.core.sse import parse_event
 
 GUARD = 10.0  # seconds: a guard against hangs, never a wait for something to happen
 
@@ -84,6 +85,8 @@ __all__ = [
     "request_lines",
     "run_gateway",
     "serve_asgi",
+    "sse",
+    "sse_events",
 ]
 
 
@@ -255,3 +258,14 @@ async def fake_upstream() -> AsyncIterator[tuple[FakeUpstream, str]]:
 
 def sse(doc: Any) -> bytes:
     return b"data: " + msgspec.json.encode(doc) + b"\n\n"
+
+
+def sse_events(raw: bytes) -> list[tuple[str | None, Any]]:
+    """(event name, decoded data) of each SSE event; `[DONE]` stays bytes."""
+    out: list[tuple[str | None, Any]] = []
+    for event in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        if not event.strip():
+            continue
+        name, data = parse_event(event)
+        out.append((name, data if data == b"[DONE]" else msgspec.json.decode(data)))
+    return out

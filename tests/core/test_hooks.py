@@ -9,7 +9,6 @@ import textwrap
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import msgspec
@@ -18,7 +17,6 @@ import pytest
 from interlock.core import Candidate, RoutingDecision
 from interlock.core.app import create_app
 from interlock.core.config import ConfigError
-from interlock.core.sse import parse_event
 from tests.core.test_proxy_openai import COMPLETION, chunk, config
 from tests.support import (
     GUARD,
@@ -29,6 +27,7 @@ from tests.support import (
     run_gateway,
     serve_asgi,
     sse,
+    sse_events,
 )
 
 HI = [{"role": "user", "content": "hi"}]
@@ -215,130 +214,6 @@ async def test_failover_moves_to_the_next_candidate_on_a_retryable_failure(
         resp = await _chat(gw)
     assert resp.status_code == 200
     assert CALLS == ["gpt-4o:503:True", "gpt-4o-mini:200:False"]
-
-
-READY = {
-    "id": "chatcmpl-cached",
-    "object": "chat.completion",
-    "created": 0,
-    "model": "gpt-4o",
-    "choices": [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": "cached!",
-                "tool_calls": [
-                    {
-                        "id": "call_1",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city":"Bern"}'},
-                    }
-                ],
-            },
-            "finish_reason": "tool_calls",
-        }
-    ],
-    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-}
-CACHE = """
-@hookimpl
-def pre_forward(self, ctx):
-    import msgspec
-    from tests.core.test_hooks import READY
-    ctx.response = ReadyResponse(msgspec.json.encode(READY), 203, {"X-Cache": "hit"})
-"""
-LATE = """
-@hookimpl
-def pre_forward(self, ctx):
-    CALLS.append("late.pre_forward")
-
-@hookimpl
-def transform_response(self, ctx, body):
-    CALLS.append("late.transform_response")
-
-@hookimpl
-def post_response(self, ctx):
-    CALLS.append(f"late.post_response:{ctx.status}")
-"""
-
-
-def sse_events(raw: bytes) -> list[tuple[str | None, Any]]:
-    """(event name, decoded data) of each SSE event; `[DONE]` stays bytes."""
-    out: list[tuple[str | None, Any]] = []
-    for event in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
-        if not event.strip():
-            continue
-        name, data = parse_event(event)
-        out.append((name, data if data == b"[DONE]" else msgspec.json.decode(data)))
-    return out
-
-
-@pytest.mark.parametrize("inbound", ["openai", "anthropic"])
-@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-async def test_a_ready_response_keeps_status_headers_and_tool_calls(
-    upstream, tmp_path: Path, inbound: str, stream: bool
-) -> None:
-    """A cache hit with a custom status and header, answered whole or replayed as a
-    stream with its tool call, in the caller's format; the pre_forward plugins after
-    the one that answered do not run, and transform_response is not called for it."""
-    fake, url = upstream
-    toml = config(url) + plugin_file(tmp_path, "cache", CACHE) + plugin_file(tmp_path, "late", LATE)
-    path = "/v1/chat/completions" if inbound == "openai" else "/v1/messages"
-    body = {"model": "gpt-4o", "messages": HI, "stream": stream, "max_tokens": 16}
-    async with run_gateway(toml, tmp_path) as gw, httpx.AsyncClient() as client:
-        resp = await client.post(gw + path, json=body)
-    assert resp.status_code == 203
-    assert resp.headers["x-cache"] == "hit"
-    assert fake.requests == []
-    assert CALLS == ["late.post_response:203"]
-    if not stream:
-        doc = resp.json()
-        if inbound == "openai":
-            assert doc == READY
-        else:
-            assert doc["content"] == [
-                {"type": "text", "text": "cached!"},
-                {
-                    "type": "tool_use",
-                    "id": "call_1",
-                    "name": "get_weather",
-                    "input": {"city": "Bern"},
-                },
-            ]
-            assert doc["stop_reason"] == "tool_use"
-        return
-    assert resp.headers["content-type"].startswith("text/event-stream")
-    events = sse_events(resp.content)
-    if inbound == "openai":
-        assert events[-1] == (None, b"[DONE]")
-        deltas = [e["choices"][0] for _, e in events[:-1]]
-        assert "".join(d["delta"].get("content") or "" for d in deltas) == "cached!"
-        calls = [c for d in deltas for c in d["delta"].get("tool_calls") or []]
-        assert calls == [
-            {
-                "index": 0,
-                "id": "call_1",
-                "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city":"Bern"}'},
-            }
-        ]
-        assert deltas[-1]["finish_reason"] == "tool_calls"
-    else:
-        starts = [e["content_block"] for name, e in events if name == "content_block_start"]
-        assert starts == [
-            {"type": "text", "text": ""},
-            {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {}},
-        ]
-        partial = [
-            e["delta"]["partial_json"]
-            for name, e in events
-            if name == "content_block_delta" and e["delta"]["type"] == "input_json_delta"
-        ]
-        assert "".join(partial) == '{"city":"Bern"}'
-        [delta] = [e for name, e in events if name == "message_delta"]
-        assert delta["delta"]["stop_reason"] == "tool_use"
-        assert events[-1][0] == "message_stop"
 
 
 async def test_pre_forward_can_change_a_body_field(upstream, tmp_path: Path) -> None:
