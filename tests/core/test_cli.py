@@ -77,23 +77,49 @@ async def test_serve_with_no_config_answers_on_the_mock(tmp_path: Path) -> None:
     assert any(line["event"] == "request" and line["provider"] == "mock" for line in lines)
 
 
+PID_PLUGIN = """
+import os
+from interlock.core import Plugin, hookimpl
+
+class Pid(Plugin):
+    name = "pid"
+
+    @hookimpl
+    def pre_forward(self, ctx):
+        ctx.add_header("x-pid", str(os.getpid()))
+"""
+
+
 async def test_serve_with_two_workers(tmp_path: Path) -> None:
+    """Both worker processes serve: each answer names the process that made it."""
+    plugin = tmp_path / "pid.py"
+    plugin.write_text(PID_PLUGIN)
     config = tmp_path / "plugins.toml"
     config.write_text(
         f'[store]\nurl = "sqlite:///{tmp_path}/db.sqlite"\n'
         '[[providers]]\nname = "mock"\nkind = "mock"\nmodels = ["m"]\n'
+        f'[plugins.pid]\npath = "{plugin}"\n'
     )
+    pids: set[str] = set()
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     async with interlock("serve", "--config", str(config), "--workers", "2", cwd=tmp_path) as (
         url,
         _,
     ):
-        async with httpx.AsyncClient() as client:
-            for _ in range(4):
-                resp = await client.post(
-                    f"{url}/v1/chat/completions",
-                    json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        # A new connection for every request, a few at a time, so the kernel hands them
+        # to whichever worker accepts first; bounded by a count of requests, not by time.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(limits=limits, timeout=GUARD) as client:
+            for _ in range(100):
+                answers = await asyncio.gather(
+                    *(client.post(f"{url}/v1/chat/completions", json=body) for _ in range(4))
                 )
-                assert resp.status_code == 200
+                assert all(a.status_code == 200 for a in answers)
+                pids.update(a.headers["x-pid"] for a in answers)
+                if len(pids) == 2:
+                    break
+    assert len(pids) == 2, f"only process {pids} answered 400 requests"
+    assert str(os.getpid()) not in pids
 
 
 async def test_mock_upstream_command(tmp_path: Path) -> None:
