@@ -1,4 +1,4 @@
-"""`interlock serve | mock-upstream | check-config`.
+"""`interlock serve | mock-upstream | check-config | route --explain`.
 
 The CLI validates the whole configuration in the parent process first (so a typo is one
 clear line, not a traceback from every worker), then hands the app to the server by
@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a plugins.toml and exit")
     check.add_argument("file", nargs="?")
+
+    route = sub.add_parser("route", help="how cost_router would route a request (nothing is sent)")
+    route.add_argument("--explain", required=True, metavar="JSON", help="the request body")
+    route.add_argument("--config", help="plugins.toml to read [plugins.cost_router] from")
+    route.add_argument("--tenant", help="apply this tenant's overrides")
+    route.add_argument("--feature", help="the request's feature tag (X-Feature)")
     return parser
 
 
@@ -60,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "mock-upstream":
             return _mock(args)
+        if args.command == "route":
+            return _route(args)
         return _check(args.file)
     except ConfigError as exc:
         print(f"interlock: {exc}", file=sys.stderr)
@@ -92,6 +100,15 @@ def _check(path: str | None) -> int:
     names = ", ".join(gateway.providers) or "none"
     plugins = ", ".join(e.name for e in config.plugins if e.enabled) or "none"
     print(f"{config.source}: ok; providers: {names}; plugins: {plugins}")
+    return 0
+
+
+def _route(args: argparse.Namespace) -> int:
+    # A plugin's module, imported only for this command: the core never depends on it.
+    from interlock.plugins.cost_router.explain import explain_command
+
+    config = load_config(args.config)
+    print(explain_command(config, args.explain, tenant=args.tenant, feature=args.feature))
     return 0
 
 
