@@ -33,6 +33,7 @@ from interlock.core import (
 
 from .balance import Balancer
 from .decide import Choice, Routes, Settings, choose, routes_for, validate
+from .score import vector
 
 __all__ = ["CostRouter", "deployments_of", "header_value"]
 
@@ -43,7 +44,8 @@ _UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 def header_value(text: str) -> str:
     """Printable ASCII only (no CR/LF: a reason can come from any router), 256 at most."""
-    return _UNSAFE.sub("?", text[:256])
+    text = text[:256]
+    return text if text.isascii() and text.isprintable() else _UNSAFE.sub("?", text)
 
 
 def deployments_of(model: str, providers: Mapping[str, Any]) -> tuple[Candidate, ...]:
@@ -67,7 +69,7 @@ class CostRouter(Plugin):
     def __init__(self, config: Settings, services: Services) -> None:
         super().__init__(config, services)
         self.settings = config
-        self.weights = validate(config)
+        self.weights = vector(validate(config))
         self.providers: Mapping[str, Provider] = services.providers
         self.balancer = Balancer(config.strategy, config.deployment_weights, config.latency_alpha)
         self._routes: dict[str | None, Routes] = {None: routes_for(config, None)}

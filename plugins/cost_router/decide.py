@@ -23,7 +23,7 @@ import msgspec
 
 from interlock.core import ConfigError
 
-from .score import FEATURES, WEIGHTS, Score, extract, score
+from .score import DEFAULT_VECTOR, FEATURES, WEIGHTS, extract, value
 
 __all__ = [
     "Choice",
@@ -86,7 +86,6 @@ class Routes(msgspec.Struct, frozen=True):
 class Choice(NamedTuple):
     model: str
     reason: str
-    score: Score | None = None
 
 
 def validate(settings: Settings) -> dict[str, float]:
@@ -145,7 +144,7 @@ def choose(
     requested: str,
     feature: str | None,
     chat_body: bytes | None,
-    weights: dict[str, float] = WEIGHTS,
+    weights: tuple[float, ...] = DEFAULT_VECTOR,
 ) -> Choice | None:
     """The model for this request and why, or None to serve the requested model.
     `chat_body` is the raw body of a chat request (None for other endpoints: feature
@@ -158,8 +157,7 @@ def choose(
     if target is not None:
         return Choice(target, f"alias={requested}")
     if chat_body is not None and routes.tiers and (requested == alias or routes.force):
-        scored = score(extract(chat_body), weights)
-        return Choice(*tier_of(routes.tiers, scored.value), scored)
+        return Choice(*tier_of(routes.tiers, value(extract(chat_body), weights)))
     return None
 
 

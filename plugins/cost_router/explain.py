@@ -18,7 +18,7 @@ from interlock.core import ConfigError
 
 from . import deployments_of
 from .decide import Settings, choose, routes_for, validate
-from .score import FEATURES, Features, extract, score
+from .score import FEATURES, Features, extract, score, vector
 
 __all__ = ["explain", "explain_command"]
 
@@ -77,7 +77,7 @@ def explain(
         requested=requested if isinstance(requested, str) else "",
         feature=feature,
         chat_body=raw,
-        weights=weights,
+        weights=vector(weights),
     )
     if choice is None:
         model, reason = requested, "requested (no tier, feature route or alias applies)"

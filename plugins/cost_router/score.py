@@ -30,6 +30,8 @@ strong on reasoning cues alone reaches the top tier, one that merely is long doe
 | `turns`           | user and assistant messages: min(1, (turns - 1) / 10)              | 0.15   |
 | `response_format` | `json_schema` 1, `json_object` 0.5, none or text 0                 | 0.10   |
 
+Cues and code-looking lines are read in the first and last 1,500 characters of the last
+user message (where instructions are), so a pasted document costs no more than a page.
 The tier thresholds in plugins.toml are tuned against these numbers; `interlock route
 --explain '<json>'` prints every signal and contribution for one request. Weights may be
 overridden per deployment (`[plugins.cost_router] weights = { reasoning = 0.5 }`).
@@ -40,11 +42,24 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
-__all__ = ["FEATURES", "WEIGHTS", "Features", "Score", "extract", "score", "signals"]
+__all__ = [
+    "DEFAULT_VECTOR",
+    "FEATURES",
+    "WEIGHTS",
+    "Features",
+    "Score",
+    "extract",
+    "score",
+    "signal_values",
+    "signals",
+    "value",
+    "vector",
+]
 
 # The documented default weights (see the table above), in explain order.
 WEIGHTS: dict[str, float] = {
@@ -61,7 +76,9 @@ FEATURES = tuple(WEIGHTS)
 CHARS_PER_TOKEN = 4
 _TOKENS_LOW, _TOKENS_HIGH = 64, 16_384
 _MAX_TOKENS_LOW, _MAX_TOKENS_HIGH = 1_024, 16_384
-_SCAN_LIMIT = 20_000  # characters of the last user message scanned for cues
+# Cues are looked for in the head and the tail of the last user message (where the
+# instruction is), so a pasted document costs no more to scan than a page.
+_SCAN_HEAD = _SCAN_TAIL = 1_500
 
 
 class Features(msgspec.Struct, frozen=True):
@@ -152,26 +169,63 @@ _WEAK = (
     "critique",
     "review",
 )
-_STRONG_SET = frozenset(_STRONG)
-
-
-def _phrase(cue: str) -> str:
-    # "step by step" also matches "step-by-step"; "trade off" also "trade-off".
-    return r"[\s\-]+".join(re.escape(word) for word in cue.split())
-
-
-_CUES = re.compile(
-    r"\b(?:"
-    + "|".join(_phrase(c) for c in sorted(_STRONG + _WEAK, key=len, reverse=True))
-    + r")\b",
-    re.IGNORECASE,
+_CODE_WORDS = (
+    "python",
+    "javascript",
+    "typescript",
+    "java",
+    "golang",
+    "rust",
+    "sql",
+    "regex",
+    "bash",
+    "shell script",
+    "function",
+    "stack trace",
+    "traceback",
+    "exception",
+    "compile",
+    "compiler",
+    "compiles",
+    "unit test",
+    "unit tests",
 )
-_CODE_HINT = re.compile(
-    r"\b(?:python|javascript|typescript|java|golang|rust|sql|regex|bash|shell script|"
-    r"function|stack trace|traceback|exception|compile[sr]?|unit tests?)\b",
-    re.IGNORECASE,
-)
-_SEPARATORS = re.compile(r"[\s\-]+")
+
+
+class _Lexicon:
+    """Cue phrases matched on words, not by one big regex (an alternation of forty
+    phrases costs ~20 µs on a short prompt in `re`; one set intersection does not).
+    Every phrase is filed under its first word; only words that begin some phrase are
+    looked at. Words are split on anything but letters, digits and `+`, so "step-by-
+    step" is "step by step"."""
+
+    def __init__(self, **kinds: tuple[str, ...]) -> None:
+        self.first: dict[str, list[tuple[str, str]]] = {}  # first word -> (phrase, kind)
+        for kind, phrases in kinds.items():
+            for phrase in phrases:
+                self.first.setdefault(phrase.split(" ", 1)[0], []).append((phrase, kind))
+        self.starts = frozenset(self.first)
+
+    def find(self, words: list[str]) -> dict[str, set[str]]:
+        """kind -> the phrases of that kind found in `words`."""
+        found: dict[str, set[str]] = {}
+        hits = self.starts.intersection(words)
+        if not hits:
+            return found
+        joined = ""
+        for first in hits:
+            for phrase, kind in self.first[first]:
+                if phrase != first:
+                    if not joined:
+                        joined = " " + " ".join(words) + " "
+                    if f" {phrase} " not in joined:
+                        continue
+                found.setdefault(kind, set()).add(phrase)
+        return found
+
+
+_CUES = _Lexicon(strong=_STRONG, weak=_WEAK, code=_CODE_WORDS)
+_WORD = re.compile(r"[a-z0-9+]+")
 _CODE_LINE = re.compile(
     r"^[ \t]*(?:def |class |import |from \S+ import |#include|function |const |let |var |"
     r"public |private |fn |func |SELECT |INSERT |UPDATE |return |if \(|for \(|while \(|\}|.*;$)",
@@ -210,24 +264,22 @@ def extract(raw: bytes) -> Features:
         for tool in group or ():
             chars += len(tool)
     code_blocks = (fences + 1) // 2
-    last = "\n".join(last_user)[:_SCAN_LIMIT]
+    last = "\n".join(last_user)
+    if len(last) > _SCAN_HEAD + _SCAN_TAIL:
+        last = last[:_SCAN_HEAD] + "\n" + last[-_SCAN_TAIL:]
     if code_blocks == 0 and len(_CODE_LINE.findall(last)) >= 3:
         code_blocks = 1
-    strong: set[str] = set()
-    weak: set[str] = set()
-    for match in _CUES.findall(last):
-        cue = _SEPARATORS.sub(" ", match.lower())
-        (strong if cue in _STRONG_SET else weak).add(cue)
+    cues = _CUES.find(_WORD.findall(last.lower()))
     return Features(
         prompt_tokens=chars // CHARS_PER_TOKEN,
         turns=turns,
         code_blocks=code_blocks,
-        code_hint=code_blocks == 0 and _CODE_HINT.search(last) is not None,
+        code_hint=code_blocks == 0 and "code" in cues,
         tools=tools,
         response_format=_response_format(body.response_format),
         max_tokens=_int(body.max_completion_tokens) or _int(body.max_tokens),
-        strong_cues=tuple(sorted(strong)),
-        weak_cues=tuple(sorted(weak)),
+        strong_cues=tuple(sorted(cues.get("strong", ()))),
+        weak_cues=tuple(sorted(cues.get("weak", ()))),
         reasoning_effort=_effort(body.reasoning_effort, body.thinking),
     )
 
@@ -276,34 +328,55 @@ def _log_scale(value: int, low: int, high: int) -> float:
     return math.log(value / low) / math.log(high / low)
 
 
-def signals(f: Features) -> dict[str, float]:
-    """Each feature's signal in [0, 1] (the table in the module docstring)."""
-    cues = len(f.strong_cues) + 0.25 * len(f.weak_cues)
-    reasoning = min(1.0, cues / 2)
+_FORMATS = {"json_schema": 1.0, "json_object": 0.5}
+
+
+def signal_values(f: Features) -> tuple[float, ...]:
+    """Each feature's signal in [0, 1], in `FEATURES` order (the module docstring's table)."""
+    reasoning = min(1.0, (len(f.strong_cues) + 0.25 * len(f.weak_cues)) / 2)
     if f.reasoning_effort == "high":
         reasoning = 1.0
     elif f.reasoning_effort == "medium":
         reasoning = max(reasoning, 0.5)
-    return {
-        "reasoning": reasoning,
-        "code": _code(f),
-        "prompt_tokens": _log_scale(f.prompt_tokens, _TOKENS_LOW, _TOKENS_HIGH),
-        "tools": min(1.0, f.tools / 5),
-        "max_tokens": _log_scale(f.max_tokens, _MAX_TOKENS_LOW, _MAX_TOKENS_HIGH),
-        "turns": min(1.0, max(0, f.turns - 1) / 10),
-        "response_format": {"json_schema": 1.0, "json_object": 0.5}.get(f.response_format, 0.0),
-    }
-
-
-def _code(f: Features) -> float:
+    code = 0.0
     if f.code_blocks:
-        return 0.9 if f.code_blocks == 1 else 1.0
-    return 0.6 if f.code_hint else 0.0
+        code = 0.9 if f.code_blocks == 1 else 1.0
+    elif f.code_hint:
+        code = 0.6
+    return (
+        reasoning,
+        code,
+        _log_scale(f.prompt_tokens, _TOKENS_LOW, _TOKENS_HIGH),
+        min(1.0, f.tools / 5),
+        _log_scale(f.max_tokens, _MAX_TOKENS_LOW, _MAX_TOKENS_HIGH),
+        min(1.0, max(0, f.turns - 1) / 10),
+        _FORMATS.get(f.response_format, 0.0),
+    )
 
 
-def score(f: Features, weights: dict[str, float] = WEIGHTS) -> Score:
-    """The weighted sum of the signals, capped at 1, with each contribution."""
+def signals(f: Features) -> dict[str, float]:
+    return dict(zip(FEATURES, signal_values(f), strict=True))
+
+
+def vector(weights: Mapping[str, float]) -> tuple[float, ...]:
+    """Weights by name as a tuple in `FEATURES` order (what `value` takes)."""
+    return tuple(weights.get(name, 0.0) for name in FEATURES)
+
+
+DEFAULT_VECTOR = vector(WEIGHTS)
+
+
+def value(f: Features, weights: tuple[float, ...] = DEFAULT_VECTOR) -> float:
+    """The score alone: the weighted sum of the signals, capped at 1 (the router's
+    per-request path; `score` adds what `--explain` shows)."""
+    total = 0.0
+    for weight, signal in zip(weights, signal_values(f), strict=True):
+        total += weight * signal
+    return round(min(1.0, total), 4)
+
+
+def score(f: Features, weights: Mapping[str, float] = WEIGHTS) -> Score:
+    """The score with each feature's signal and contribution."""
     sig = signals(f)
     contributions = {name: weights.get(name, 0.0) * sig[name] for name in FEATURES}
-    total = min(1.0, sum(contributions.values()))
-    return Score(round(total, 4), sig, contributions)
+    return Score(value(f, vector(weights)), sig, contributions)

@@ -95,7 +95,9 @@ class _RequestState:
 
 
 def _header(text: str) -> str:
-    return _UNSAFE.sub("?", text[:256])
+    """Printable ASCII only (no CR/LF: a reason can come from any router), 256 at most."""
+    text = text[:256]
+    return text if text.isascii() and text.isprintable() else _UNSAFE.sub("?", text)
 
 
 def _deployments(model: str, providers: Mapping[str, Provider]) -> tuple[Candidate, ...]:
@@ -192,6 +194,9 @@ class Failover(Plugin):
             key = (candidate.provider, candidate.model)
             circuit = await circuits.get(*key)
             state.circuits[key] = circuit
+            if not circuit.open:
+                kept.append(candidate)
+                continue
             verdict = admit(circuit, now)
             if verdict.verdict is Verdict.PASS:
                 kept.append(candidate)

@@ -11,6 +11,7 @@ import pytest
 from interlock.core import Candidate, ConfigError
 from interlock.plugins.cost_router.balance import Balancer
 from interlock.plugins.cost_router.decide import Settings, choose, routes_for, validate
+from interlock.plugins.cost_router.score import vector
 
 HI = msgspec.json.encode({"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
 PROOF = msgspec.json.encode(
@@ -108,7 +109,7 @@ def test_custom_weights_change_the_score() -> None:
     settings = msgspec.convert(
         {**msgspec.to_builtins(SETTINGS), "weights": {"reasoning": 0.2}}, Settings
     )
-    weights = validate(settings)
+    weights = vector(validate(settings))
     choice = choose(
         routes_for(settings, None),
         alias="auto",

@@ -264,6 +264,16 @@ def test_only_the_last_user_message_carries_reasoning_cues() -> None:
     assert extract(msgspec.json.encode(earlier)).strong_cues == ()
 
 
+def test_cues_are_read_at_both_ends_of_a_long_message() -> None:
+    filler = "lorem ipsum dolor " * 1000
+    for text, cues in [
+        (filler + " Prove it.", ("prove",)),
+        ("Prove it. " + filler, ("prove",)),
+        (filler + " Prove it. " + filler, ()),  # buried in the middle of a document
+    ]:
+        assert extract(msgspec.json.encode(body(user(text)))).strong_cues == cues
+
+
 def test_a_body_of_an_unexpected_shape_still_gets_a_size() -> None:
     weird = b'{"model": "auto", "messages": "not a list", "padding": "' + b"x" * 4000 + b'"}'
     f = extract(weird)
