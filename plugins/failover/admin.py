@@ -46,7 +46,8 @@ def circuits_route(
             return _error(
                 403,
                 "permission_error",
-                "admin routes are disabled: set [plugins.failover] master_key",
+                "admin routes are disabled: no master key is configured "
+                '([plugins.failover] master_key = "env:NAME", with NAME set)',
             )
         given = _presented(request)
         if given is None or not hmac.compare_digest(given.encode(), expected):

@@ -213,3 +213,26 @@ async def test_admin_circuits_is_refused_without_a_configured_master_key(
         )
     assert resp.status_code == 403
     assert resp.json()["error"]["type"] == "permission_error"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('master_key = "mk-literal-key"', "key `master_key`: must be an env:NAME reference"),
+        ("retries = -1", "key `retries`: -1 is out of range"),
+        ("error_rate = 1.5", "key `error_rate`: 1.5 is out of range"),
+        ("cooldown_s = 0", "key `cooldown_s`: 0.0 is out of range"),
+        ("chian = []", "key `chian`: unknown key"),
+    ],
+)
+def test_bad_settings_stop_start_up_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str, message: str
+) -> None:
+    from interlock.core.cli import main
+
+    path = tmp_path / "plugins.toml"
+    path.write_text(f'[store]\nurl = "sqlite://"\n\n[plugins.failover]\n{setting}\n')
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "mk-literal-key" not in err
