@@ -274,3 +274,61 @@ async def test_cost_router_passes_when_it_has_nothing_to_add(upstream, tmp_path:
         resp = await gw.chat([{"role": "user", "content": "x" * 500}])
     assert served(fake) == ["openai/gpt-4o"]
     assert resp.headers["x-interlock-route-reason"].endswith(" chars -> gpt-4o")
+
+
+def anthropic_message(rec: Recorded) -> Reply:
+    return Reply.json(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": rec.json()["model"],
+            "content": [{"type": "text", "text": "hello"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 5, "output_tokens": 2},
+        }
+    )
+
+
+async def test_native_anthropic_requests_are_scored_and_fail_over_across_formats(
+    upstream, tmp_path: Path
+) -> None:
+    """/v1/messages to an anthropic provider keeps the client's own body (the score
+    reads the Anthropic shape), and failover to an OpenAI-format provider still works."""
+    fake, url = upstream
+    fake.on("/claude/v1/messages", lambda r: Reply.json({"error": {"message": "x"}}, 529))
+    answer(fake, "openai")
+    toml = (
+        provider("openai", url, ["gpt-4o", "gpt-4o-mini"])
+        + f"""
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "{url}/claude/v1"
+api_key = "sk-test-claude-key-00000000"
+models = ["claude-opus-4-6"]
+"""
+        + TIERS
+        + '\n[plugins.failover]\nretries = 0\nchain = ["claude-opus-4-6", "gpt-4o"]\n'
+        + recorder()
+    )
+    body = {
+        "model": "auto",
+        "max_tokens": 1024,
+        "system": [{"type": "text", "text": "You are careful."}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": PROOF[0]["content"]}]}],
+    }
+    async with gateway(toml, tmp_path) as gw:
+        resp = await gw.client.post(f"{gw.url}/v1/messages", json=body)
+    assert resp.status_code == 200
+    assert resp.json()["type"] == "message"
+    native, translated = fake.requests
+    assert native.path == "/claude/v1/messages"
+    assert native.json()["system"] == body["system"]  # the client's own body, model swapped
+    assert native.json()["model"] == "claude-opus-4-6"
+    assert translated.json()["model"] == "gpt-4o"
+    assert resp.headers["x-interlock-route"] == "openai/gpt-4o"
+    assert resp.headers["x-interlock-route-reason"] == (
+        "tier<1.01 score=0.75; failover from claude/claude-opus-4-6 503"
+    )
