@@ -267,7 +267,7 @@ def extract(raw: bytes) -> Features:
     last = "\n".join(last_user)
     if len(last) > _SCAN_HEAD + _SCAN_TAIL:
         last = last[:_SCAN_HEAD] + "\n" + last[-_SCAN_TAIL:]
-    if code_blocks == 0 and len(_CODE_LINE.findall(last)) >= 3:
+    if code_blocks == 0 and last.count("\n") >= 2 and len(_CODE_LINE.findall(last)) >= 3:
         code_blocks = 1
     cues = _CUES.find(_WORD.findall(last.lower()))
     return Features(

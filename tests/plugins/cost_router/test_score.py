@@ -264,6 +264,16 @@ def test_only_the_last_user_message_carries_reasoning_cues() -> None:
     assert extract(msgspec.json.encode(earlier)).strong_cues == ()
 
 
+def test_unfenced_code_counts_as_a_block_and_naming_a_language_as_a_hint() -> None:
+    pasted = "why does this fail\nimport os\ndef main():\n    return os.environ['X']\n"
+    prose = "Dear team,\nthe report is attached.\nBest regards,\nAna"
+    hint = "How do I read a file in Python?"
+    assert extract(msgspec.json.encode(body(user(pasted)))).code_blocks == 1
+    assert extract(msgspec.json.encode(body(user(prose)))).code_blocks == 0
+    f = extract(msgspec.json.encode(body(user(hint))))
+    assert (f.code_blocks, f.code_hint, signals(f)["code"]) == (0, True, 0.6)
+
+
 def test_cues_are_read_at_both_ends_of_a_long_message() -> None:
     filler = "lorem ipsum dolor " * 1000
     for text, cues in [
