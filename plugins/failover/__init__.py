@@ -101,10 +101,15 @@ def _header(text: str) -> str:
 
 
 def _deployments(model: str, providers: Mapping[str, Provider]) -> tuple[Candidate, ...]:
+    """Providers listing `model` by name, in configuration order; else the first one
+    serving it through `"*"` (a wildcard is a last resort, not a sibling); else none."""
     listed = tuple(Candidate(n, model) for n, p in providers.items() if model in p.models)
     if listed:
         return listed
-    return next((((Candidate(n, model)),) for n, p in providers.items() if p.serves(model)), ())
+    for name, p in providers.items():
+        if p.serves(model):
+            return (Candidate(name, model),)
+    return ()
 
 
 class Failover(Plugin):
