@@ -1,4 +1,4 @@
-"""`interlock serve | mock-upstream | check-config | version`.
+"""`interlock serve | mock-upstream | check-config | version | route --explain`.
 
 The CLI validates the whole configuration in the parent process first (so a typo is one
 clear line, not a traceback from every worker), then hands over to core/serving.py, which
@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "version", help="show the version, the Python, and each profile's server and client"
     )
+
+    route = sub.add_parser("route", help="how cost_router would route a request (nothing is sent)")
+    route.add_argument("--explain", required=True, metavar="JSON", help="the request body")
+    route.add_argument("--config", help="plugins.toml to read [plugins.cost_router] from")
+    route.add_argument("--tenant", help="apply this tenant's overrides")
+    route.add_argument("--feature", help="the request's feature tag (X-Feature)")
     return parser
 
 
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print("\n".join(report()))
             return 0
+        if args.command == "route":
+            return _route(args)
         return _check(args.file)
     except ConfigError as exc:
         print(f"interlock: {exc}", file=sys.stderr)
@@ -122,6 +130,15 @@ def _check(path: str | None) -> int:
     names = ", ".join(gateway.providers) or "none"
     plugins = ", ".join(e.name for e in config.plugins if e.enabled) or "none"
     print(f"{config.source}: ok; providers: {names}; plugins: {plugins}")
+    return 0
+
+
+def _route(args: argparse.Namespace) -> int:
+    # A plugin's module, imported only for this command: the core never depends on it.
+    from interlock.plugins.cost_router.explain import explain_command
+
+    config = load_config(args.config)
+    print(explain_command(config, args.explain, tenant=args.tenant, feature=args.feature))
     return 0
 
 

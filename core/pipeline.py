@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .context import Attempt, Candidate, RequestContext, RoutingDecision
-from .errors import GatewayError, UpstreamError
+from .errors import GatewayError, UpstreamError, retry_after_s
 from .plugins import HookPlans
 from .pricing import Pricing
 from .providers.base import Provider, ProviderReply
@@ -147,6 +147,7 @@ class Pipeline:
                 attempt.status = err.status
                 attempt.error = err.type
                 attempt.retryable = err.retryable
+                attempt.retry_after_s = retry_after_s(err.headers)
                 attempt.latency_ms = (time.perf_counter() - start) * 1000
                 await self._on_attempt(ctx, attempt)
                 last = err
