@@ -1,22 +1,33 @@
-"""`interlock serve | mock-upstream | check-config`.
+"""`interlock serve | mock-upstream | check-config`, and the commands plugins add.
 
 The CLI validates the whole configuration in the parent process first (so a typo is one
 clear line, not a traceback from every worker), then hands the app to the server by
 import path; worker processes rebuild it from the same environment.
+
+A plugin adds commands (`interlock tenants ...`) through the `interlock.commands` entry
+point group: each entry is a function taking argparse's subparsers; it adds its parsers
+and sets `run` (a function of the parsed arguments returning the exit status) as their
+default. An entry point, not an import here, so the core names no plugin and a
+third-party package can add commands the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import ipaddress
 import os
 import sys
+from importlib.metadata import entry_points
 from typing import Any
 
 import msgspec
 
-from .config import CONFIG_ENV, Config, ConfigError, load_config
+from .config import CONFIG_ENV, DEMO_ENV, Config, ConfigError, load_config
 
-__all__ = ["main"]
+__all__ = ["COMMANDS_GROUP", "main"]
+
+COMMANDS_GROUP = "interlock.commands"
 
 LOG_FORMAT_ENV = "INTERLOCK_LOG_FORMAT"
 PROFILE_ENV = "INTERLOCK_PROFILE"
@@ -39,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         "--fast", action="store_true", help='the fast profile: [server] profile = "fast"'
     )
     serve.add_argument("--log-format", choices=["json", "console"])
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="turn tenant_auth on; on the first start, make a demo tenant and print its key",
+    )
 
     mock = sub.add_parser("mock-upstream", help="run the mock LLM as an OpenAI-compatible server")
     mock.add_argument("--host", default="127.0.0.1")
@@ -50,12 +66,20 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a plugins.toml and exit")
     check.add_argument("file", nargs="?")
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # one broken plugin must not take `serve` down
+            print(f"interlock: commands '{ep.name}' ({ep.value}) skipped: {exc}", file=sys.stderr)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        run = getattr(args, "run", None)
+        if run is not None:
+            return int(run(args))
         if args.command == "serve":
             return _serve(args)
         if args.command == "mock-upstream":
@@ -102,6 +126,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = os.path.abspath("plugins.toml")
     if args.log_format:
         os.environ[LOG_FORMAT_ENV] = args.log_format
+    if args.demo:
+        os.environ[DEMO_ENV] = "1"  # load_config turns tenant_auth on, here and in workers
     config = load_config()
     _apply_overrides(config, args)
     # Validate plugins and providers before any worker starts; the workers log what they
@@ -122,10 +148,49 @@ def _serve(args: argparse.Namespace) -> int:
                 f"with in-process counters would multiply the limits of {', '.join(stateful)}; set "
                 'url = "redis://127.0.0.1:6379/0" or use --workers 1'
             )
+    _warn_if_open(config, gateway)
+    if args.demo:  # the built-in tenant_auth makes the demo tenant and prints its key
+        importlib.import_module("interlock.plugins.tenant_auth.cli").demo(config)
     if config.server.profile == "fast":
         os.environ[PROFILE_ENV] = "fast"  # workers rebuild the app from the environment
         return _serve_fast(config)
     return _serve_hypercorn(config)
+
+
+def _warn_if_open(config: Config, gateway: Any) -> None:
+    """Serving beyond this machine with no plugin on `pre_auth`: anyone who reaches the
+    port spends the configured provider keys. Say so, and how to turn auth on."""
+    host = config.server.host
+    if _is_loopback(host) or any(
+        _implements(cls, "pre_auth") for _, cls, _ in gateway.plugin_classes
+    ):
+        return
+    print(
+        f"interlock: WARNING: serving on {host} with no auth plugin: anyone who can reach "
+        "this port can use the configured providers. Turn on tenant_auth: set "
+        "`enabled = true` under [plugins.tenant_auth] in plugins.toml, then "
+        "`interlock tenants create NAME` and `interlock keys create --tenant NAME` "
+        "(or try `interlock serve --demo`).",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def _implements(cls: type[Any], hook: str) -> bool:
+    for value in vars(cls).values():
+        opts = getattr(value, "interlock_impl", None)
+        if opts is not None and (opts.get("specname") or value.__name__) == hook:
+            return True
+    return any(_implements(base, hook) for base in cls.__bases__ if base is not object)
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace) -> None:
