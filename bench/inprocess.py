@@ -5,7 +5,9 @@ client is replaced by one that answers a canned chat.completion at once, so the 
 is what the gateway itself costs (Starlette routing, decoding, the context, the hook
 plans, forwarding bookkeeping, pricing, the log line), without sockets, servers or the
 noise of a shared VM. It runs with no plugins and with the trivial plugin on four
-hooks, so the difference is the hook machinery's price. Prints CPU µs per request.
+hooks, so the difference is the hook machinery's price, and with tenant_auth (a virtual
+key on every request; found in its cache, or looked up in the SQLite store every time).
+Prints CPU µs per request (a mean), and the median of tenant_auth's own hooks.
 """
 
 from __future__ import annotations
@@ -59,6 +61,23 @@ class _CannedClient:
         return None
 
 
+TENANT_AUTH = (
+    '\n[plugins.tenant_auth]\nmaster_key = ""\ncache_ttl_s = {ttl}\nnegative_cache_ttl_s = {ttl}\n'
+)
+
+
+async def _virtual_key(gateway: Any) -> list[tuple[bytes, bytes]]:
+    """A tenant and key in the gateway's store: the header every request then carries."""
+    from interlock.plugins.tenant_auth.directory import Directory
+    from interlock.plugins.tenant_auth.models import KeyCreate, TenantCreate
+
+    directory = Directory(gateway.services.store)
+    if await directory.get_tenant("bench") is None:
+        await directory.create_tenant(TenantCreate(name="bench"))
+    made = await directory.create_key(KeyCreate(tenant="bench"))
+    return [(b"authorization", f"Bearer {made.key}".encode())]
+
+
 async def per_request_us(plugins: str, n: int, tmp: Path) -> float:
     import time
 
@@ -70,6 +89,7 @@ async def per_request_us(plugins: str, n: int, tmp: Path) -> float:
     await gateway.start()  # what the lifespan does: store, counters, plugins, plans
     gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
     gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
+    auth = await _virtual_key(gateway) if "tenant_auth" in plugins else []
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -86,6 +106,7 @@ async def per_request_us(plugins: str, n: int, tmp: Path) -> float:
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
+            *auth,
         ],
     }
     message = {"type": "http.request", "body": body, "more_body": False}
@@ -107,11 +128,52 @@ async def per_request_us(plugins: str, n: int, tmp: Path) -> float:
     return us
 
 
+async def tenant_auth_hooks_us(ttl: float, n: int, tmp: Path, store: str | None = None) -> float:
+    """The median wall µs of tenant_auth's own work on one request: `pre_auth` (hash,
+    cache or store look-up, the Identity) and `pre_forward` (the model check)."""
+    import statistics
+    import time
+
+    from interlock.core.context import ChatHead, RequestContext
+
+    model = REQUEST["model"]
+    store = store or f"sqlite:///{tmp}/hooks-{ttl}.db"
+    toml = BASE.format(model=model) + f'\n[store]\nurl = "{store}"\n'
+    toml += TENANT_AUTH.format(ttl=ttl)
+    app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
+    gateway = app.state.gateway
+    gateway.log_setup.writer._stream = io.BytesIO()
+    await gateway.start()
+    [(_, value)] = await _virtual_key(gateway)
+    [plugin] = gateway.plugins
+    headers = {"authorization": value.decode(), "content-type": "application/json"}
+    head = ChatHead(model=model, messages=[])
+    samples: list[float] = []
+    clock = time.perf_counter
+    for i in range(min(n, 2000) + n):
+        ctx = RequestContext(
+            request_id="r", inbound="openai", endpoint="chat", path="/v1/chat/completions",
+            headers=headers, client="127.0.0.1",
+        )  # fmt: skip
+        ctx.set_body(b"{}", head)
+        start = clock()
+        await plugin.pre_auth(ctx)
+        plugin.pre_forward(ctx)
+        if i >= min(n, 2000):
+            samples.append(clock() - start)
+    await gateway.close(hooks=True)
+    gateway.log_setup.close()
+    return statistics.median(samples) * 1e6
+
+
 def main() -> None:
     import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20000, help="requests per measurement")
+    parser.add_argument(
+        "--pg", metavar="URL", help="also time tenant_auth's look-up on this PostgreSQL store"
+    )
     args = parser.parse_args()
     trivial = f'\n[plugins.trivial]\npath = "{BENCH}/plugins/trivial.py"\n'
     try:
@@ -123,9 +185,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bare = run(per_request_us("", args.n, Path(tmp)))
         hooks = run(per_request_us(trivial, args.n, Path(tmp)))
+        cached = run(per_request_us(TENANT_AUTH.format(ttl=60), args.n, Path(tmp)))
+        looked_up = run(per_request_us(TENANT_AUTH.format(ttl=0), args.n, Path(tmp)))
+        hit_us = run(tenant_auth_hooks_us(60, args.n, Path(tmp)))
+        miss_us = run(tenant_auth_hooks_us(0, args.n, Path(tmp)))
+        pg_us = run(tenant_auth_hooks_us(0, args.n, Path(tmp), args.pg)) if args.pg else None
     print(f"Interlock in-process, canned upstream, {args.n:,} requests:")
     print(f"  no plugins                  {bare:6.1f} µs CPU per request")
     print(f"  trivial plugin on 4 hooks   {hooks:6.1f} µs CPU per request ({hooks - bare:+.1f} µs)")
+    print(
+        f"  tenant_auth, key cached     {cached:6.1f} µs CPU per request ({cached - bare:+.1f} µs)"
+    )
+    print(
+        f"  tenant_auth, store look-up  {looked_up:6.1f} µs CPU per request "
+        f"({looked_up - bare:+.1f} µs)"
+    )
+    print(f"  tenant_auth hooks, cached   {hit_us:6.1f} µs median per request")
+    print(f"  tenant_auth hooks, look-up  {miss_us:6.1f} µs median per request (SQLite)")
+    if pg_us is not None:
+        print(f"  tenant_auth hooks, look-up  {pg_us:6.1f} µs median per request (PostgreSQL)")
 
 
 if __name__ == "__main__":
