@@ -280,6 +280,14 @@ async def test_a_routers_candidates_outside_the_tenants_models_are_dropped(
         refused = await client.post(
             f"{gw}/v1/chat/completions", json=chat("auto-big"), headers=headers
         )
+        # The requested name must be allowed too, whatever a router would make of it.
+        strict = await tenant_and_key(client, gw, "strict", models=["gpt-4o-mini"])
+        unlisted = await client.post(
+            f"{gw}/v1/chat/completions",
+            json=chat("auto"),
+            headers={"authorization": f"Bearer {strict['key']}"},
+        )
+    assert unlisted.status_code == 403 and "'auto'" in unlisted.json()["error"]["message"]
     assert served.status_code == 200
     assert [r.json()["model"] for r in fake.requests] == ["gpt-4o-mini"]
     assert refused.status_code == 403 and "gpt-4o" in refused.json()["error"]["message"]
