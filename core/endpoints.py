@@ -18,6 +18,7 @@ from .disconnect import Sweeper, Watch
 from .errors import GatewayError
 from .exchange import Exchange
 from .inbound import InboundFormat, tags_from
+from .shutdown import DRAIN
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -46,18 +47,26 @@ class ProxyEndpoint:
         """Serve one request whose `pre_auth` has passed; raise `GatewayError` to refuse
         (the lifecycle renders it) and `ClientGone` when the client left."""
         inbound = self.inbound
+        content_type = ctx.headers.get("content-type")
+        if content_type is not None and not _is_json(content_type):
+            raise GatewayError(
+                415,
+                "invalid_request_error",
+                f"Content-Type must be application/json, not '{content_type[:100]}'",
+            )
         raw = await read_body(receive, ctx.headers, self.max_body)
         decoded = inbound.decode(raw, ctx.headers)
         ctx.set_body(
             decoded.raw, decoded.head, stream=decoded.stream, include_usage=decoded.include_usage
         )
+        ctx.wire = decoded.wire
         headers = ctx.headers
         metadata = getattr(decoded.head, "metadata", None)
         if metadata is not None or "x-interlock-tags" in headers or "x-feature" in headers:
             ctx.tags = tags_from(headers, metadata)
         task = asyncio.current_task()
         assert task is not None
-        watch = Watch(receive, task)
+        watch = Watch(receive, task, ctx)
         sweeper = self._sweeper
         sweeper.add(watch)
         pipeline = self.gateway.pipeline
@@ -70,10 +79,15 @@ class ProxyEndpoint:
                 await ex.json(ctx.status or 200, body)
                 ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
         except asyncio.CancelledError:
-            if not watch.gone:
-                raise
-            task.uncancel()
-            raise ClientGone() from None
+            if watch.gone:
+                task.uncancel()
+                raise ClientGone() from None
+            if ctx.expired:  # the deadline's cancel landed just after an attempt ended
+                task.uncancel()
+                raise GatewayError(
+                    504, "deadline_exceeded", "the request was not answered within its deadline"
+                ) from None
+            raise
         finally:
             sweeper.remove(watch)
             watch.stop()
@@ -92,11 +106,16 @@ class ProxyEndpoint:
             )
             first = True
             try:
-                async for chunk in inbound.render_stream(ctx, handle.events):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if first:
-                        ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
-                        first = False
+                # Past the shutdown drain deadline this raises ShuttingDown: the stream
+                # ends with an error event below (core/shutdown.py).
+                with DRAIN.bounded():
+                    async for chunk in inbound.render_stream(ctx, handle.events):
+                        await send(
+                            {"type": "http.response.body", "body": chunk, "more_body": True}
+                        )
+                        if first:
+                            ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
+                            first = False
             except GatewayError as err:
                 # The stream died after the first byte: tell the client in the stream
                 # itself, so the end does not look like a clean finish.
@@ -111,6 +130,13 @@ class ProxyEndpoint:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await handle.aclose()
+
+
+def _is_json(content_type: str) -> bool:
+    """`application/json` or any `+json` type (charset and other parameters aside); a
+    missing Content-Type stays accepted, as OpenAI does."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 async def read_body(receive: Any, headers: dict[str, str], limit: int) -> bytes:

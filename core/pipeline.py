@@ -18,6 +18,7 @@ from .plugins import HookPlans
 from .pricing import Pricing
 from .providers.base import Provider, ProviderReply
 from .replay import replay
+from .wire import adapt_body
 
 __all__ = ["Pipeline", "StreamHandle"]
 
@@ -49,14 +50,16 @@ class Pipeline:
         providers: Mapping[str, Provider],
         pricing: Pricing,
         logger: Any,
-        request_log: Callable[[Any, dict[str, Any]], None] | None = None,
+        request_log: Callable[[Any, dict[str, Any], str], None] | None = None,
     ) -> None:
         self.plans = plans
         self.providers = providers
         self.pricing = pricing
         self.logger = logger
         # The one line per request (LogSetup.request: the fast path of logger.info).
-        self.request_log = request_log or (lambda lg, fields: lg.info("request", **fields))
+        self.request_log = request_log or (
+            lambda lg, fields, level: getattr(lg, level)("request", **fields)
+        )
         self._default_routes: dict[str, RoutingDecision | None] = {}
 
     # -- before forwarding ---------------------------------------------------------------
@@ -113,7 +116,7 @@ class Pipeline:
         after every attempt: `on_attempt` may drop a failing provider's other entries."""
         assert ctx.decision is not None
         candidates = ctx.decision.candidates
-        loop = asyncio.get_running_loop()
+        loop_time = asyncio.get_running_loop().time
         last: GatewayError | None = None
         i = 0
         while i < len(candidates):
@@ -131,13 +134,17 @@ class Pipeline:
                 )
                 await self._on_attempt(ctx, attempt)
                 continue
-            if loop.time() >= ctx.deadline:
+            if loop_time() >= ctx.deadline:
+                attempt.status = 504
                 attempt.error = "deadline_exceeded"
+                await self._on_attempt(ctx, attempt)
                 raise _deadline_error(ctx)
+            if ctx.inbound == "anthropic":
+                adapt_body(ctx, provider)
             start = time.perf_counter()
+            ctx.attempting = True  # the disconnect sweeper enforces ctx.deadline now
             try:
-                async with asyncio.timeout_at(ctx.deadline):
-                    result = await call(provider, ctx, candidate.model)
+                result = await call(provider, ctx, candidate.model)
             except UpstreamError as err:
                 attempt.status = err.status
                 attempt.error = err.type
@@ -148,12 +155,17 @@ class Pipeline:
                 if err.retryable:
                     continue
                 raise
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if not ctx.expired:
+                    raise
+                _uncancel()
                 attempt.status = 504
                 attempt.error = "deadline_exceeded"
                 attempt.latency_ms = (time.perf_counter() - start) * 1000
                 await self._on_attempt(ctx, attempt)
                 raise _deadline_error(ctx) from None
+            finally:
+                ctx.attempting = False
             attempt.status = 200
             attempt.latency_ms = (time.perf_counter() - start) * 1000
             ctx.provider = candidate.provider
@@ -176,6 +188,7 @@ class Pipeline:
         """A non-streamed answer (chat or embeddings), after `transform_response`."""
         ready = ctx.response
         if ready is not None:
+            ctx.wire = "openai"  # a ReadyResponse body is canonical
             ctx.status = ready.status
             for name, value in ready.headers.items():
                 ctx.add_header(name.lower(), value)
@@ -195,6 +208,7 @@ class Pipeline:
         (nothing has reached the client yet) moves on to the next candidate."""
         ready = ctx.response
         if ready is not None:
+            ctx.wire = "openai"  # a ReadyResponse body is canonical
             ctx.status = ready.status
             for name, value in ready.headers.items():
                 ctx.add_header(name.lower(), value)
@@ -218,7 +232,13 @@ class Pipeline:
     async def finish(self, ctx: RequestContext) -> None:
         """Price the request, run post_response (every plugin, whatever the others do),
         and write the one log line."""
-        ctx.cost_usd = self.pricing.cost(ctx.model, ctx.usage) if ctx.model else 0.0
+        model = ctx.model
+        if model:
+            pricing = self.pricing
+            provider = self.providers.get(ctx.provider or "")
+            if provider is not None and pricing.price(model) is None:
+                model = provider.upstream_model(model)  # an alias: price the real model
+            ctx.cost_usd = pricing.cost(model, ctx.usage)
         for fn, is_async in self.plans.post_response:
             try:
                 result = fn(ctx)
@@ -254,6 +274,7 @@ class Pipeline:
                 provider=ctx.provider or (last.provider if last else None),
                 tenant=ctx.identity.tenant if ctx.identity else None,
                 attempts=len(ctx.attempts),
+                upstream_status=last.status if last else None,
                 route_reason=ctx.decision.reason if ctx.decision else None,
                 latency_ms=round(latency if latency is not None else ctx.elapsed_ms(), 3),
                 ttfb_ms=round(ctx.timings["ttfb_ms"], 3) if "ttfb_ms" in ctx.timings else None,
@@ -266,7 +287,14 @@ class Pipeline:
                 if err
                 else None,
             ),
+            "warning" if ctx.status >= 500 else "info",
         )
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 def _deadline_error(ctx: RequestContext) -> GatewayError:

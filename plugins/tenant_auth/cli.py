@@ -283,24 +283,30 @@ async def _keys_revoke(directory: Directory, args: argparse.Namespace) -> None:
 
 # -- serve --demo ----------------------------------------------------------------------------
 def demo(config: Config) -> None:
-    """On the first `serve --demo`: a tenant `demo` and a key for it, printed once."""
+    """On the first `serve --demo`: a tenant `demo` and a key for it, printed once (on
+    stderr with serve's other lines; a JSON line when the log format is JSON)."""
+    from interlock.core.cli import say
 
     async def work(directory: Directory) -> None:
         if await directory.get_tenant(DEMO_TENANT) is not None:
-            print(
-                f"interlock: demo: tenant '{DEMO_TENANT}' exists (its key was printed when "
-                f"it was made; another: interlock keys create --tenant {DEMO_TENANT})",
-                file=sys.stderr,
+            say(
+                config,
+                "demo_exists",
+                f"demo: tenant '{DEMO_TENANT}' exists (its key was printed when it was "
+                f"made; another: interlock keys create --tenant {DEMO_TENANT})",
             )
             return
         await directory.create_tenant(TenantCreate(name=DEMO_TENANT))
         created = await directory.create_key(KeyCreate(tenant=DEMO_TENANT, name="demo"))
-        print(
-            f"interlock: demo: tenant '{DEMO_TENANT}' and key {created.id} created; every "
-            "/v1 request needs this key (shown once):",
-            file=sys.stderr,
+        say(
+            config,
+            "demo_key",
+            f"demo: tenant '{DEMO_TENANT}' and key {created.id} created; every /v1 request "
+            f"needs this key, shown once: {created.key}",
+            level="warning",
+            tenant=DEMO_TENANT,
+            key_id=created.id,
         )
-        print(created.key, flush=True)
 
     asyncio.run(_with_directory(config, work))
 

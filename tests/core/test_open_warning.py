@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 
 from interlock.core.cli import _warn_if_open
@@ -37,8 +38,10 @@ def test_an_open_address_without_auth_warns_how_to_enable_it(
     err = _warning(
         capsys, f'[server]\nhost = "{host}"\n' + _plugin(tmp_path, "pre_forward"), tmp_path
     )
-    assert "WARNING" in err and host in err
-    assert "[plugins.tenant_auth]" in err and "enabled = true" in err
+    line = msgspec.json.decode(err)  # the default log format is JSON: so is this line
+    assert line["event"] == "no_auth_plugin" and line["level"] == "warning"
+    assert "WARNING" in line["message"] and host in line["message"]
+    assert "[plugins.tenant_auth]" in line["message"] and "enabled = true" in line["message"]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])

@@ -15,7 +15,6 @@ import msgspec
 import pytest
 
 from interlock.core.cli import main
-from tests.core.test_cli import RUNNING
 from tests.plugins.tenant_auth.conftest import admin, chat, gateway_toml, http
 from tests.support import GUARD, FakeUpstream, run_gateway
 
@@ -176,11 +175,16 @@ async def test_the_interlock_command_has_the_subcommands(tmp_path: Path) -> None
     assert (tmp_path / "interlock.db").is_file()  # the default store, as `serve` uses it
 
 
-async def _serve_demo(tmp_path: Path) -> tuple[str, bytes]:
-    """Run `interlock serve --demo` until it answers; return what stdout had (the key)
-    and stop it."""
+SERVING = re.compile(rb"serving on (http://127\.0\.0\.1:\d+)")
+DEMO_KEY = re.compile(rb"shown once: (ik-[A-Za-z0-9_-]{43})")
+
+
+async def _serve_demo(tmp_path: Path, log_format: str) -> tuple[str, bytes]:
+    """Run `interlock serve --demo` until it answers; return the key it printed (or "")
+    and its stderr up to the banner, and stop it."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "interlock.core.cli", "serve", "--demo", "--port", "0",
+        "--log-format", log_format,
         cwd=tmp_path, env={**os.environ, "INTERLOCK_CONFIG": ""},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -191,27 +195,29 @@ async def _serve_demo(tmp_path: Path) -> tuple[str, bytes]:
         line = await asyncio.wait_for(proc.stderr.readline(), GUARD)
         assert line, f"server exited: {seen.decode()}"
         seen += line
-        if found := RUNNING.search(line):
+        if found := SERVING.search(line):
             url = found.group(1).decode()
+    found_key = DEMO_KEY.search(seen)
+    key = found_key.group(1).decode() if found_key else ""
     try:
         async with http() as client:
             anonymous = await client.post(f"{url}/v1/chat/completions", json=chat())
             assert anonymous.status_code == 401
-            key = b""
-            if b"shown once" in seen:
-                key = (await asyncio.wait_for(proc.stdout.readline(), GUARD)).strip()
-                auth = {"authorization": f"Bearer {key.decode()}"}
+            if key:
+                auth = {"authorization": f"Bearer {key}"}
                 served = await client.post(f"{url}/v1/chat/completions", json=chat(), headers=auth)
                 assert served.status_code == 200  # on the built-in mock
     finally:
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.communicate(), GUARD)
-    return key.decode(), seen
+    return key, seen
 
 
 async def test_serve_demo_makes_a_tenant_and_key_on_the_first_start_only(tmp_path: Path) -> None:
-    key, first = await _serve_demo(tmp_path)
+    key, first = await _serve_demo(tmp_path, "json")
     assert re.fullmatch(r"ik-[A-Za-z0-9_-]{43}", key)
-    assert b"demo" in first
-    again, second = await _serve_demo(tmp_path)
-    assert again == "" and b"tenant 'demo' exists" in second
+    lines = [msgspec.json.decode(line) for line in first.splitlines()]  # every line is JSON
+    [demo] = [line for line in lines if line["event"] == "demo_key"]
+    assert demo["tenant"] == "demo" and demo["level"] == "warning"
+    again, second = await _serve_demo(tmp_path, "console")
+    assert again == "" and b"interlock: demo: tenant 'demo' exists" in second
