@@ -22,8 +22,7 @@ from typing import Any
 
 import msgspec
 
-from interlock.core import GatewayError, Identity
-from interlock.core.store import StoreError
+from interlock.core import GatewayError, Identity, StoreError
 
 from .cache import KeyCache
 from .directory import Directory, FoundKey

@@ -8,7 +8,7 @@ stay (with `revoked_at`) so a list shows what was revoked and when.
 
 from __future__ import annotations
 
-from interlock.core.store import Migration
+from interlock.core import Migration
 
 __all__ = ["MIGRATIONS"]
 
