@@ -17,6 +17,7 @@ import msgspec
 
 __all__ = [
     "CONFIG_ENV",
+    "DEMO_ENV",
     "Config",
     "ConfigError",
     "CountersConfig",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
+# Set by `interlock serve --demo` (for its workers too): tenant_auth is on whatever the
+# file says, so the demo key it prints is the one requests need.
+DEMO_ENV = "INTERLOCK_DEMO"
 T = TypeVar("T")
 
 
@@ -208,6 +212,22 @@ def default_config() -> Config:
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read `path`, else $INTERLOCK_CONFIG, else ./plugins.toml, else built-in defaults."""
+    config = _load(path)
+    if os.environ.get(DEMO_ENV) == "1":
+        _enable(config, "tenant_auth")
+    return config
+
+
+def _enable(config: Config, name: str) -> None:
+    """Switch a plugin on: its table's `enabled`, or a table of its own, listed first."""
+    for entry in config.plugins:
+        if entry.name == name:
+            entry.enabled = True
+            return
+    config.plugins.insert(0, PluginEntry(name=name))
+
+
+def _load(path: str | os.PathLike[str] | None) -> Config:
     if path is None:
         path = os.environ.get(CONFIG_ENV) or None
     if path is None:

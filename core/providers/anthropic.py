@@ -163,7 +163,7 @@ class AnthropicProvider(HttpProvider):
             top["model"] = msgspec.Raw(_encode(upstream))
             raw = _encode(top)
         url = self.base_url + "/messages/count_tokens"
-        resp = await self._send(url, self.native_headers(ctx), raw, False)
+        resp = await self._send(url, self.native_headers(ctx), raw, False, ctx=ctx)
         return await resp.read()
 
     def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:

@@ -138,7 +138,9 @@ class OpenAIProvider(HttpProvider):
     async def embeddings(self, ctx: RequestContext, model: str) -> ProviderReply:
         upstream = self.upstream_model(model)
         body = ctx.body_bytes({"model": upstream} if upstream != ctx.body.model else None)
-        resp = await self._send(self.url(model, "/embeddings"), self.headers(), body, False)
+        resp = await self._send(
+            self.url(model, "/embeddings"), self.headers(), body, False, ctx=ctx
+        )
         data = await resp.read()
         _read_usage(ctx, data)
         return ProviderReply(data)
