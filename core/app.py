@@ -112,6 +112,9 @@ class Gateway:
         services = Services(
             config, self.pricing, self.logger, store, counters, MappingProxyType(self.providers)
         )
+        # A secret a plugin learns at run time (a tenant's provider key) is redacted from
+        # every log line from then on: the set is the redactor's own.
+        services.secrets = self.redactor.secrets
         self.services = services
         for entry, cls, _ in self.plugin_classes:
             migrations = getattr(cls, "migrations", ())
