@@ -217,6 +217,9 @@ def _field_error(exc: msgspec.MsgspecError, where: str) -> GatewayError:
     text = str(exc)
     message, _, path = text.partition(" - at `$")
     param = where + path.rstrip("`")
+    if message.startswith("Object missing required field `"):
+        field = message.split("`")[1]
+        return _bad(f"missing required field `{param}.{field}`", f"{param}.{field}")
     return _bad(f"invalid field `{param}`: {message}", param)
 
 
@@ -363,11 +366,13 @@ def _user_parts(content: str | list[_Part], where: str) -> str | list[dict[str, 
 class _Conversation:
     """Canonical messages built item by item."""
 
-    def __init__(self, tools: _Tools) -> None:
-        self.tools = tools
+    def __init__(self) -> None:
         self.system: list[str] = []
         self.messages: list[dict[str, Any]] = []
         self.images: list[dict[str, Any]] = []  # from tool outputs, for after the results
+        # Calls in the history, named once every tool is known (`additional_tools` items
+        # may declare more): (the canonical call's function, its name, its namespace).
+        self.unnamed: list[tuple[dict[str, Any], str, str | None]] = []
 
     def _flush(self) -> None:
         if self.images:
@@ -398,11 +403,16 @@ class _Conversation:
             else:
                 self.messages.append({"role": "assistant", "content": text})
 
-    def call(self, call_id: str, name: str, arguments: str) -> None:
+    def call(self, call_id: str, name: str, namespace: str | None, arguments: str) -> None:
         self._flush()
         calls = self._assistant().setdefault("tool_calls", [])
         function = {"name": name, "arguments": arguments}
         calls.append({"id": call_id, "type": "function", "function": function})
+        self.unnamed.append((function, name, namespace))
+
+    def name_calls(self, tools: _Tools) -> None:
+        for function, name, namespace in self.unnamed:
+            function["name"] = tools.name_of(name, namespace)
 
     def output(self, result: _CallOutput, where: str) -> None:
         if isinstance(result.output, str):
@@ -450,12 +460,11 @@ def _read_input(request: _Request, conversation: _Conversation, tools: _Tools) -
                 conversation.message(_decode_message(item), where)
             elif kind == "function_call":
                 call = _decode_call(item)
-                name = tools.name_of(call.name, call.namespace)
-                conversation.call(call.call_id, name, call.arguments)
+                conversation.call(call.call_id, call.name, call.namespace, call.arguments)
             elif kind == "custom_tool_call":
                 custom = _decode_custom_call(item)
-                name = tools.name_of(custom.name, custom.namespace)
-                conversation.call(custom.call_id, name, _encode({"input": custom.input}).decode())
+                arguments = _encode({"input": custom.input}).decode()
+                conversation.call(custom.call_id, custom.name, custom.namespace, arguments)
             elif kind in _CALL_OUTPUTS:
                 conversation.output(_decode_output(item), where)
             elif kind == "additional_tools":
@@ -517,9 +526,10 @@ def translate(raw: bytes, *, cache: bool = False) -> tuple[dict[str, Any], Turn]
             raise _bad(f"`{name}` is not supported by this provider", name)
     tools = _Tools()
     tools.add(request.tools or [], "tools")
-    conversation = _Conversation(tools)
+    conversation = _Conversation()
     _read_input(request, conversation, tools)
     canonical_tools = tools.canonical()
+    conversation.name_calls(tools)
     if not conversation.messages:
         raise _bad("`input` must hold at least one message", "input")
     if request.reasoning:

@@ -117,3 +117,14 @@ async def test_a_deleted_turn_breaks_the_chain_after_it(
     assert "resp_gw1" in caught.value.message  # the missing turn is named
     with pytest.raises(GatewayError):
         await responses.delete("acme", "resp_gw1")  # deleting twice: not found
+
+
+def test_the_ttl_comes_from_plugins_toml() -> None:
+    from interlock.core.config import ConfigError, parse_config
+
+    assert parse_config({"responses": {"ttl_s": 60}}, source="p.toml").responses.ttl_s == 60
+    assert parse_config({}, source="p.toml").responses.ttl_s == 30 * 24 * 3600
+    with pytest.raises(ConfigError, match=r"\[responses\] key `ttl`: unknown key"):
+        parse_config({"responses": {"ttl": 60}}, source="p.toml")
+    with pytest.raises(ConfigError, match="ttl_s"):
+        parse_config({"responses": {"ttl_s": 0}}, source="p.toml")
