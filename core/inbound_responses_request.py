@@ -574,9 +574,12 @@ def translate(raw: bytes, *, cache: bool = False) -> tuple[dict[str, Any], Turn]
     return body, turn
 
 
-def canonical_request(ctx: RequestContext, original: bytes, *, cache: bool = False) -> bytes:
-    """The canonical body for `ctx`'s Responses request (core/wire.py); the request's
-    Turn learns the tool names and what to echo."""
+def canonical_request(
+    ctx: RequestContext, original: bytes, *, cache: bool = False
+) -> tuple[bytes, dict[str, Any]]:
+    """The canonical body for `ctx`'s Responses request (core/wire.py), encoded and as
+    objects (so the provider need not decode it again); the request's Turn learns the
+    tool names and what to echo."""
     try:
         body, translated = translate(original, cache=cache)
     except msgspec.ValidationError as exc:
@@ -586,4 +589,4 @@ def canonical_request(ctx: RequestContext, original: bytes, *, cache: bool = Fal
         raise GatewayError(400, "invalid_request_error", message, param=param) from None
     turn = turn_of(ctx)
     turn.names, turn.echo = translated.names, translated.echo
-    return _encode(body)
+    return _encode(body), body

@@ -79,6 +79,15 @@ class _Chunk(msgspec.Struct):
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 _TEXT_TAIL = b',"logprobs":[],"sequence_number":'
+
+
+def _data(event: bytes) -> bytes:
+    """An event's data: canonical events are one `data:` line (the fast case)."""
+    if event.startswith(b"data: ") and event.find(b"\n", 6) == len(event) - 2:
+        return event[6:-2]
+    return parse_event(event)[1]
+
+
 _ARGS_TAIL = b',"sequence_number":'
 
 
@@ -125,8 +134,11 @@ class ResponsesStream:
         try:
             async for chunk in events:
                 out: list[bytes] = []
-                for event in splitter.feed(chunk):
-                    _, data = parse_event(event)
+                # Canonical streams come one whole event per chunk: the splitter only when not.
+                end = len(chunk) - 2
+                whole = end > 0 and chunk.find(b"\n\n") == end and not splitter.pending()
+                for event in (chunk,) if whole else splitter.feed(chunk):
+                    data = _data(event)
                     if not data or data == b"[DONE]":
                         continue
                     try:
@@ -248,14 +260,16 @@ class ResponsesStream:
     def _chunk(self, parsed: _Chunk, out: list[bytes]) -> None:
         if not self.started:
             self._start(out)
-        for choice in parsed.choices[:1]:
+        if parsed.choices:
+            choice = parsed.choices[0]
             delta = choice.delta
             if delta is not None:
-                if delta.content:
+                content = delta.content
+                if content:
                     if self.kind != "message":
                         self._open("message", out)
-                    self.texts.append(delta.content)
-                    out.append(self._delta(delta.content))
+                    self.texts.append(content)
+                    out.append(self._delta(content))
                 for call in delta.tool_calls or ():
                     new = call.index != self.tool_index or self.kind in (None, "message")
                     if new or (call.id and call.id != self.call_id):

@@ -49,12 +49,15 @@ def adapt_body(ctx: RequestContext, provider: Provider) -> None:
         original, head, translated_for = ctx.state[_ORIGINAL]
         if translated_for == flavour:
             return
+    payload = None
     if inbound == "anthropic":
         canonical, _ = anthropic_canonical(original)
     else:
-        canonical = responses_canonical(ctx, original, cache=flavour == "anthropic")
+        canonical, payload = responses_canonical(ctx, original, cache=flavour == "anthropic")
     ctx.state[_ORIGINAL] = (original, head, flavour)
     ctx.raw, ctx.body, ctx.overrides = canonical, _decode_head(canonical), None
     ctx.body.stream = ctx.stream
     ctx.wire = "openai"
     ctx.drop_payload()
+    if payload is not None:
+        ctx._payload = payload  # the translation's own objects: no second decode
