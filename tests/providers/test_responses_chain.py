@@ -139,3 +139,25 @@ async def test_deleted_and_unstored_responses_cannot_be_continued(
     assert unstored.store is False
     assert anonymous.status_code == 401  # pre_auth runs for these routes too
     assert len(fake.requests) == 2
+
+
+async def test_a_conversation_kept_here_continues_on_openai_whole(
+    upstream: tuple[FakeUpstream, str], tmp_path: Path
+) -> None:
+    """A turn answered by Claude, continued on an `openai` provider: OpenAI does not
+    know the gateway's id, so the kept turns are put in front of the input instead."""
+    from tests.providers.responses_upstreams import OPENAI, native_response
+
+    fake, url = upstream
+    fake.on("/v1/messages", _answer)
+    fake.on("/v1/responses", lambda rec: Reply.json(native_response("gpt-4o", False)))
+    async with run_gateway(_config(url, tmp_path) + OPENAI.table(url), tmp_path) as gw:
+        api = client(gw)
+        first = await api.responses.create(model="claude-sonnet-4-6", input="My name is Ada.")
+        await api.responses.create(model="gpt-4o", input="And mine?", previous_response_id=first.id)
+    sent = fake.requests[-1].json()
+    assert sent["previous_response_id"] is None
+    said = [(item.get("role"), item.get("type")) for item in sent["input"]]
+    assert said == [("user", "message"), ("assistant", "message"), ("user", "message")]
+    assert sent["input"][1]["content"][0]["text"] == TEXT
+    assert sent["input"][2]["content"][0]["text"] == "And mine?"
