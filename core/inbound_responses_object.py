@@ -16,7 +16,8 @@ import msgspec
 
 from .context import RequestContext, Usage
 from .errors import GatewayError
-from .inbound_responses_request import Origin, Turn
+from .inbound_responses_request import Turn
+from .inbound_responses_tools import Origin
 
 __all__ = [
     "DEFAULT_ECHO",

@@ -38,22 +38,14 @@ from typing import Any, Literal
 import msgspec
 
 from .context import RequestContext
-from .errors import GatewayError
-from .logging import get_logger
+from .inbound import invalid_request
+from .inbound_responses_tools import Origin, Tools, bad, field_error, note, tool_choice
 from .responses_store import GATEWAY_PREFIX, not_found
 
-__all__ = ["TURN", "Origin", "Turn", "canonical_request", "translate", "turn_of"]
+__all__ = ["TURN", "Turn", "canonical_request", "translate", "turn_of"]
 
 _encode = msgspec.json.Encoder().encode
 TURN = "_responses"  # ctx.state key of the request's Turn
-
-
-class Origin(msgspec.Struct, frozen=True):
-    """What a canonical tool name stands for in the client's Responses request."""
-
-    kind: Literal["function", "custom"]
-    name: str
-    namespace: str | None = None
 
 
 class Turn:
@@ -144,25 +136,6 @@ class _ItemHead(msgspec.Struct):
     role: str | None = None
 
 
-class _FunctionTool(msgspec.Struct):
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
-
-
-class _CustomTool(msgspec.Struct):
-    name: str
-    description: str | None = None
-    format: dict[str, Any] | None = None
-
-
-class _Namespace(msgspec.Struct):
-    name: str
-    tools: list[dict[str, Any]]
-    description: str | None = None
-
-
 class _TextConfig(msgspec.Struct):
     format: dict[str, Any] | None = None
 
@@ -205,120 +178,6 @@ _decode_additional = msgspec.json.Decoder(_AdditionalTools).decode
 
 _CALL_OUTPUTS = ("function_call_output", "custom_tool_call_output")
 _STORED_ELSEWHERE = ("background", "conversation", "prompt")
-_noted: set[str] = set()  # what was dropped, logged once per process
-
-
-def _bad(message: str, param: str) -> GatewayError:
-    return GatewayError(400, "invalid_request_error", message, param=param)
-
-
-def _field_error(exc: msgspec.MsgspecError, where: str) -> GatewayError:
-    """A msgspec error inside one item, naming the field under `where`."""
-    text = str(exc)
-    message, _, path = text.partition(" - at `$")
-    param = where + path.rstrip("`")
-    if message.startswith("Object missing required field `"):
-        field = message.split("`")[1]
-        return _bad(f"missing required field `{param}.{field}`", f"{param}.{field}")
-    return _bad(f"invalid field `{param}`: {message}", param)
-
-
-def _note(what: str) -> None:
-    if what not in _noted:
-        _noted.add(what)
-        get_logger().info("responses_not_carried", dropped=what)
-
-
-# -- tools -----------------------------------------------------------------------------
-class _Tools:
-    """The client's tools flattened into canonical function tools, with their origins."""
-
-    def __init__(self) -> None:
-        self.entries: list[tuple[Origin, Any]] = []  # (origin, _FunctionTool | _CustomTool)
-        self.names: dict[str, Origin] = {}
-        self.by_origin: dict[tuple[str | None, str], str] = {}
-
-    def add(self, tools: list[dict[str, Any]], where: str, namespace: str | None = None) -> None:
-        for i, tool in enumerate(tools):
-            kind = tool.get("type") if isinstance(tool, dict) else None
-            spot = f"{where}[{i}]"
-            try:
-                if kind == "function":
-                    fn = msgspec.convert(tool, _FunctionTool)
-                    self.entries.append((Origin("function", fn.name, namespace), fn))
-                elif kind == "custom":
-                    custom = msgspec.convert(tool, _CustomTool)
-                    self.entries.append((Origin("custom", custom.name, namespace), custom))
-                elif kind == "namespace" and namespace is None:
-                    group = msgspec.convert(tool, _Namespace)
-                    self.add(group.tools, spot + ".tools", group.name)
-                else:
-                    _note(f"built-in tool {kind!r}")
-            except msgspec.ValidationError as exc:
-                raise _field_error(exc, spot) from None
-
-    def canonical(self) -> list[dict[str, Any]]:
-        counts: dict[str, int] = {}
-        for origin, _ in self.entries:
-            counts[origin.name] = counts.get(origin.name, 0) + 1
-        out: list[dict[str, Any]] = []
-        for origin, tool in self.entries:
-            name = origin.name
-            if counts[name] > 1 and origin.namespace:
-                name = f"{origin.namespace}__{name}"
-            if name in self.names:
-                continue  # declared twice: once is enough
-            self.names[name] = origin
-            self.by_origin[(origin.namespace, origin.name)] = name
-            out.append({"type": "function", "function": _function(name, origin, tool)})
-        return out
-
-    def name_of(self, name: str, namespace: str | None) -> str:
-        found = self.by_origin.get((namespace, name))
-        if found is not None:
-            return found
-        return f"{namespace}__{name}" if namespace else name
-
-
-def _function(name: str, origin: Origin, tool: Any) -> dict[str, Any]:
-    if isinstance(tool, _FunctionTool):
-        fn: dict[str, Any] = {"name": name}
-        if tool.description:
-            fn["description"] = tool.description
-        fn["parameters"] = tool.parameters or {"type": "object", "properties": {}}
-        if tool.strict:
-            fn["strict"] = True
-        return fn
-    description = tool.description or ""
-    grammar = tool.format or {}
-    if grammar.get("type") == "grammar" and grammar.get("definition"):
-        syntax = grammar.get("syntax", "")
-        description += (
-            f"\n\nThe `input` is free-form text following this {syntax} grammar:\n"
-            f"{grammar['definition']}"
-        )
-    text = {"type": "string", "description": "the tool's free-form input"}
-    parameters = {
-        "type": "object",
-        "properties": {"input": text},
-        "required": ["input"],
-        "additionalProperties": False,
-    }
-    return {"name": name, "description": description.strip(), "parameters": parameters}
-
-
-def _tool_choice(choice: Any, tools: _Tools) -> Any:
-    if choice is None or isinstance(choice, str):
-        return choice
-    kind = choice.get("type")
-    if kind in ("function", "custom") and isinstance(choice.get("name"), str):
-        name = tools.name_of(choice["name"], choice.get("namespace"))
-        return {"type": "function", "function": {"name": name}}
-    if kind == "allowed_tools":
-        _note("tool_choice allowed_tools (its tool list)")
-        return "required" if choice.get("mode") == "required" else "auto"
-    _note(f"tool_choice {kind!r}")
-    return "auto"
 
 
 # -- input items -------------------------------------------------------------------------
@@ -332,13 +191,13 @@ def _text_of(parts: str | list[_Part], where: str) -> str:
         elif isinstance(part, _Refusal):
             texts.append(part.refusal)
         else:
-            raise _bad("only text can be given here", f"{where}[{i}]")
+            raise bad("only text can be given here", f"{where}[{i}]")
     return "".join(texts)
 
 
 def _image(part: _InputImage, where: str) -> dict[str, Any]:
     if not part.image_url:
-        raise _bad("images must be given as image_url (file_id is not supported)", where)
+        raise bad("images must be given as image_url (file_id is not supported)", where)
     image: dict[str, Any] = {"url": part.image_url}
     if part.detail:
         image["detail"] = part.detail
@@ -359,7 +218,7 @@ def _user_parts(content: str | list[_Part], where: str) -> str | list[dict[str, 
             parts.append(_image(part, spot))
         else:
             kind = "input_file" if isinstance(part, _InputFile) else "input_audio"
-            raise _bad(f"{kind} parts are not supported by this provider", spot + ".type")
+            raise bad(f"{kind} parts are not supported by this provider", spot + ".type")
     return parts
 
 
@@ -410,7 +269,7 @@ class _Conversation:
         calls.append({"id": call_id, "type": "function", "function": function})
         self.unnamed.append((function, name, namespace))
 
-    def name_calls(self, tools: _Tools) -> None:
+    def name_calls(self, tools: Tools) -> None:
         for function, name, namespace in self.unnamed:
             function["name"] = tools.name_of(name, namespace)
 
@@ -426,7 +285,7 @@ class _Conversation:
                 elif isinstance(part, _InputImage):
                     self.images.append(_image(part, spot))
                 else:
-                    raise _bad("tool outputs may hold text and images only", spot)
+                    raise bad("tool outputs may hold text and images only", spot)
             text = "".join(texts)
         self.messages.append({"role": "tool", "tool_call_id": result.call_id, "content": text})
 
@@ -438,12 +297,12 @@ def _items(raw: msgspec.Raw) -> Iterator[tuple[int, bytes]]:
     try:
         items = _decode_items(raw)
     except msgspec.ValidationError:
-        raise _bad("`input` must be a string or an array of items", "input") from None
+        raise bad("`input` must be a string or an array of items", "input") from None
     for i, item in enumerate(items):
         yield i, bytes(item)
 
 
-def _read_input(request: _Request, conversation: _Conversation, tools: _Tools) -> None:
+def _read_input(request: _Request, conversation: _Conversation, tools: Tools) -> None:
     raw = request.input
     if raw is None:
         return
@@ -470,13 +329,13 @@ def _read_input(request: _Request, conversation: _Conversation, tools: _Tools) -
             elif kind == "additional_tools":
                 tools.add(_decode_additional(item).tools, where + ".tools")
             elif kind == "item_reference":
-                raise _bad("item_reference items are not supported by this provider", where)
+                raise bad("item_reference items are not supported by this provider", where)
             elif kind == "reasoning":
-                _note("reasoning items")
+                note("reasoning items")
             else:
-                _note(f"input items of type {kind!r}")
+                note(f"input items of type {kind!r}")
         except msgspec.ValidationError as exc:
-            raise _field_error(exc, where) from None
+            raise field_error(exc, where) from None
     conversation.finish()
 
 
@@ -490,7 +349,7 @@ def _response_format(text: _TextConfig | None) -> dict[str, Any] | None:
     if fmt.get("type") == "json_schema":
         schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
         return {"type": "json_schema", "json_schema": schema}
-    raise _bad(f"text.format type {fmt.get('type')!r} is not supported", "text.format.type")
+    raise bad(f"text.format type {fmt.get('type')!r} is not supported", "text.format.type")
 
 
 def _echo(request: _Request) -> dict[str, Any]:
@@ -523,19 +382,19 @@ def translate(raw: bytes, *, cache: bool = False) -> tuple[dict[str, Any], Turn]
         raise not_found(request.previous_response_id, previous=True)
     for name in _STORED_ELSEWHERE:
         if getattr(request, name) not in (None, False):
-            raise _bad(f"`{name}` is not supported by this provider", name)
-    tools = _Tools()
+            raise bad(f"`{name}` is not supported by this provider", name)
+    tools = Tools()
     tools.add(request.tools or [], "tools")
     conversation = _Conversation()
     _read_input(request, conversation, tools)
     canonical_tools = tools.canonical()
     conversation.name_calls(tools)
     if not conversation.messages:
-        raise _bad("`input` must hold at least one message", "input")
+        raise bad("`input` must hold at least one message", "input")
     if request.reasoning:
-        _note("reasoning options")
+        note("reasoning options")
     if request.include:
-        _note(f"include {sorted(request.include)}")
+        note(f"include {sorted(request.include)}")
     system = "\n\n".join(
         ([request.instructions] if request.instructions else []) + conversation.system
     )
@@ -553,7 +412,7 @@ def translate(raw: bytes, *, cache: bool = False) -> tuple[dict[str, Any], Turn]
         body["tools"] = canonical_tools
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
-    choice = _tool_choice(request.tool_choice, tools)
+    choice = tool_choice(request.tool_choice, tools)
     if choice is not None and (canonical_tools or choice == "none"):
         body["tool_choice"] = choice
     if request.max_output_tokens is not None:
@@ -583,10 +442,7 @@ def canonical_request(
     try:
         body, translated = translate(original, cache=cache)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        message, _, path = text.partition(" - at `$.")
-        param = path.rstrip("`") or None
-        raise GatewayError(400, "invalid_request_error", message, param=param) from None
+        raise invalid_request(exc) from None
     turn = turn_of(ctx)
     turn.names, turn.echo = translated.names, translated.echo
     return _encode(body), body

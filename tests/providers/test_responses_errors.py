@@ -28,6 +28,8 @@ MOCK = '[[providers]]\nname = "mock"\nkind = "mock"\nmodels = ["*"]\n'
         (b'{"model": 7, "input": "hi"}', {}, 400, "model"),
         (b'{"model": "m", "input": 42}', {}, 400, "input"),
         (b'{"model": "m", "stream": "yes", "input": "hi"}', {}, 400, "stream"),
+        (b'{"model": "m", "input": "hi", "temperature": "hot"}', {}, 400, "temperature"),
+        (b'{"model": "m", "input": [{"role": "user"}]}', {}, 400, "input[0].content"),
         (b'{"model": "m", "input": "hi"}', {"content-type": "text/plain"}, 415, None),
     ],
 )
