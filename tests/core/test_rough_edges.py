@@ -26,9 +26,7 @@ async def test_a_body_that_is_not_json_is_a_415_in_the_callers_shape(
 ) -> None:
     body = msgspec.json.encode({"model": "m", "max_tokens": 5, "messages": HI})
     async with run_gateway(MOCK, tmp_path) as gw, httpx.AsyncClient() as client:
-        resp = await client.post(
-            f"{gw}{path}", content=body, headers={"content-type": content_type}
-        )
+        resp = await client.post(f"{gw}{path}", content=body, headers={"content-type": content_type})
     assert resp.status_code == 415
     error = resp.json()
     if path == "/v1/messages":
@@ -37,9 +35,7 @@ async def test_a_body_that_is_not_json_is_a_415_in_the_callers_shape(
         assert "application/json" in error["error"]["message"]
 
 
-@pytest.mark.parametrize(
-    "content_type", [None, "application/json", "application/json; charset=utf-8"]
-)
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8"])
 async def test_json_and_a_missing_content_type_are_accepted(
     tmp_path: Path, content_type: str | None
 ) -> None:
@@ -56,7 +52,9 @@ async def test_json_and_a_missing_content_type_are_accepted(
 async def test_models_lists_configured_and_priced_models_on_the_default_config(
     tmp_path: Path,
 ) -> None:
-    toml = '[[providers]]\nname = "local"\nkind = "mock"\nmodels = ["my-local-model"]\n' + MOCK
+    toml = (
+        '[[providers]]\nname = "local"\nkind = "mock"\nmodels = ["my-local-model"]\n' + MOCK
+    )
     async with run_gateway(toml, tmp_path) as gw, httpx.AsyncClient() as client:
         resp = await client.get(f"{gw}/v1/models")
     data = resp.json()["data"]
