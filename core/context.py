@@ -124,6 +124,8 @@ class Attempt(msgspec.Struct):
     error: str | None = None
     retryable: bool = False
     latency_ms: float = 0.0
+    # The upstream's Retry-After, in seconds, when a failed attempt carried one.
+    retry_after_s: float | None = None
 
 
 class ReadyResponse(msgspec.Struct):

@@ -19,6 +19,7 @@ from .disconnect import Sweeper, Watch
 from .errors import GatewayError, ReportedInStream
 from .exchange import Exchange
 from .inbound import InboundFormat, tags_from
+from .shutdown import DRAIN
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -119,11 +120,16 @@ class ProxyEndpoint:
             )
             first = True
             try:
-                async for chunk in inbound.render_stream(ctx, handle.events):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if first:
-                        ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
-                        first = False
+                # Past the shutdown drain deadline this raises ShuttingDown: the stream
+                # ends with an error event below (core/shutdown.py).
+                with DRAIN.bounded():
+                    async for chunk in inbound.render_stream(ctx, handle.events):
+                        await send(
+                            {"type": "http.response.body", "body": chunk, "more_body": True}
+                        )
+                        if first:
+                            ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
+                            first = False
             except GatewayError as err:
                 # The stream died after the first byte: tell the client in the stream
                 # itself, so the end does not look like a clean finish (unless the format
