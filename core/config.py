@@ -25,6 +25,7 @@ __all__ = [
     "PluginEntry",
     "PriceOverride",
     "ProviderConfig",
+    "ResponsesConfig",
     "Secret",
     "ServerConfig",
     "StoreConfig",
@@ -118,6 +119,13 @@ class CountersConfig(_Table):
     url: str = "memory://"
 
 
+class ResponsesConfig(_Table):
+    """`/v1/responses` served by translation: how long the gateway keeps a conversation
+    (for `previous_response_id` and `GET /v1/responses/{id}`), in seconds."""
+
+    ttl_s: int = 30 * 24 * 3600  # OpenAI keeps stored responses for 30 days
+
+
 class LoggingConfig(_Table):
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -167,13 +175,23 @@ class Config(msgspec.Struct, kw_only=True):
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     counters: CountersConfig = msgspec.field(default_factory=CountersConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
     providers: list[ProviderConfig] = []
     plugins: list[PluginEntry] = []
     pricing: dict[str, PriceOverride] = {}
     base_dir: str = "."
 
 
-_TOP_LEVEL = {"server", "store", "counters", "logging", "providers", "plugins", "pricing"}
+_TOP_LEVEL = {
+    "server",
+    "store",
+    "counters",
+    "logging",
+    "responses",
+    "providers",
+    "plugins",
+    "pricing",
+}
 _PROVIDER_COMMON = set(ProviderConfig.__struct_fields__) - {"options"}
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<key>[^`]+)`")
@@ -269,6 +287,9 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: str = ".") -> Co
     server = table("server", ServerConfig)
     if server.max_body_bytes < 1024:
         raise ConfigError(f"{source}: [server] key `max_body_bytes`: must be at least 1024")
+    responses = table("responses", ResponsesConfig)
+    if responses.ttl_s < 1:
+        raise ConfigError(f"{source}: [responses] key `ttl_s`: must be at least 1 (seconds)")
     if not 0 < server.request_timeout_s <= server.max_request_timeout_s:
         raise ConfigError(
             f"{source}: [server] key `request_timeout_s`: must be > 0 and at most "
@@ -282,6 +303,7 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: str = ".") -> Co
         store=table("store", StoreConfig),
         counters=table("counters", CountersConfig),
         logging=table("logging", LoggingConfig),
+        responses=responses,
         providers=providers,
         plugins=plugins,
         pricing=pricing,

@@ -137,7 +137,7 @@ class Pipeline:
                 attempt.error = "deadline_exceeded"
                 await self._on_attempt(ctx, attempt)
                 raise _deadline_error(ctx)
-            if ctx.inbound == "anthropic":
+            if ctx.inbound != "openai":  # Anthropic or Responses: native or translated
                 adapt_body(ctx, provider)
             start = time.perf_counter()
             ctx.attempting = True  # the disconnect sweeper enforces ctx.deadline now

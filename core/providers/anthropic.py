@@ -119,6 +119,7 @@ def anthropic_usage(u: _Usage | None, into: Usage | None = None) -> Usage:
 class AnthropicProvider(HttpProvider):
     kind = "anthropic"
     wire = "anthropic"
+    wires: ClassVar[frozenset[str]] = frozenset({"anthropic"})
     Options = AnthropicOptions
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com/v1"
 
