@@ -118,6 +118,12 @@ class _Body(msgspec.Struct):
     max_completion_tokens: Any = None
     reasoning_effort: Any = None  # OpenAI reasoning models
     thinking: Any = None  # Anthropic extended thinking
+    # OpenAI Responses API (/v1/responses)
+    instructions: Any = None
+    input: Any = None
+    max_output_tokens: Any = None
+    text: Any = None  # {"format": {...}}: its response_format
+    reasoning: Any = None  # {"effort": ...}
 
 
 _decode_body = msgspec.json.Decoder(_Body).decode
@@ -247,7 +253,9 @@ def extract(raw: bytes) -> Features:
     texts: list[str] = []
     if body.system is not None:
         _texts(body.system, texts)
-    for message in body.messages:
+    if body.instructions is not None:
+        _texts(body.instructions, texts)
+    for message in body.messages or _responses_messages(body.input):
         found: list[str] = []
         _texts(message.content, found)
         texts.extend(found)
@@ -276,12 +284,41 @@ def extract(raw: bytes) -> Features:
         code_blocks=code_blocks,
         code_hint=code_blocks == 0 and "code" in cues,
         tools=tools,
-        response_format=_response_format(body.response_format),
-        max_tokens=_int(body.max_completion_tokens) or _int(body.max_tokens),
+        response_format=_response_format(
+            body.response_format
+            if body.response_format is not None
+            else (body.text.get("format") if isinstance(body.text, dict) else None)
+        ),
+        max_tokens=(
+            _int(body.max_completion_tokens)
+            or _int(body.max_tokens)
+            or _int(body.max_output_tokens)
+        ),
         strong_cues=tuple(sorted(cues.get("strong", ()))),
         weak_cues=tuple(sorted(cues.get("weak", ()))),
-        reasoning_effort=_effort(body.reasoning_effort, body.thinking),
+        reasoning_effort=_effort(
+            body.reasoning_effort
+            if body.reasoning_effort is not None
+            else (body.reasoning.get("effort") if isinstance(body.reasoning, dict) else None),
+            body.thinking,
+        ),
     )
+
+
+def _responses_messages(items: Any) -> list[_Message]:
+    """A Responses API `input` as messages: a string is one user turn; message items keep
+    their role, and tool outputs count as text (of no turn)."""
+    if isinstance(items, str):
+        return [_Message("user", items)]
+    out: list[_Message] = []
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict):
+            continue
+        if "role" in item:
+            out.append(_Message(item.get("role"), item.get("content")))
+        elif item.get("type") == "function_call_output":
+            out.append(_Message("tool", item.get("output")))
+    return out
 
 
 def _texts(content: Any, out: list[str]) -> None:

@@ -257,6 +257,46 @@ def test_anthropic_and_openai_shapes_score_alike() -> None:
     assert signals(extract(msgspec.json.encode(thinking)))["reasoning"] == 1.0
 
 
+def test_responses_api_bodies_score_like_chat_bodies() -> None:
+    """/v1/responses (Codex CLI): instructions, input items, max_output_tokens, text.format
+    and reasoning.effort are read like their chat-completions equivalents."""
+    chat = body(
+        {"role": "system", "content": "You review code."},
+        user("Why does this fail? Explain step by step.\n" + CODE),
+        max_tokens=2048,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
+    )
+    responses = {
+        "model": "auto",
+        "instructions": "You review code.",
+        "input": [
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Why does this fail? Explain step by step.\n" + CODE}
+                ],
+            },
+            {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        ],
+        "max_output_tokens": 2048,
+        "text": {"format": {"type": "json_schema", "name": "x", "schema": {}}},
+    }
+    a = extract(msgspec.json.encode(chat))
+    b = extract(msgspec.json.encode(responses))
+    assert (a.turns, a.code_blocks, a.max_tokens, a.response_format) == (
+        b.turns,
+        b.code_blocks,
+        b.max_tokens,
+        b.response_format,
+    )
+    assert a.strong_cues == b.strong_cues == ("step by step",)
+    assert abs(a.prompt_tokens - b.prompt_tokens) <= 10
+    assert extract(b'{"model": "auto", "input": "hello"}').turns == 1
+    effort = {**responses, "reasoning": {"effort": "high"}}
+    assert signals(extract(msgspec.json.encode(effort)))["reasoning"] == 1.0
+
+
 def test_only_the_last_user_message_carries_reasoning_cues() -> None:
     earlier = body(
         user("Prove it step by step."), {"role": "assistant", "content": "Done."}, user("thanks")
