@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from .validate import invalid_request
+
 __all__ = [
     "Attempt",
     "Candidate",
@@ -215,7 +217,10 @@ class RequestContext:
         """
         if not self.overrides and not extra:
             return self.raw
-        top = _decode_top(self.raw)
+        try:
+            top = _decode_top(self.raw)
+        except (msgspec.MsgspecError, RecursionError) as exc:
+            raise invalid_request(exc) from None
         if self.overrides:
             top.update(self.overrides)
         if extra:
@@ -229,7 +234,12 @@ class RequestContext:
         that read message text. The pass-through path never calls it.
         """
         if self._payload is None:
-            data: dict[str, Any] = _decode_any(self.raw)
+            # The inbound checks passed, but skipped parts may still hold what Python
+            # objects cannot (a lone surrogate escape, a number out of range): a 400.
+            try:
+                data: dict[str, Any] = _decode_any(self.raw)
+            except (msgspec.MsgspecError, RecursionError) as exc:
+                raise invalid_request(exc) from None
             if self.overrides:
                 data.update(self.overrides)
             self._payload = data

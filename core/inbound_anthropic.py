@@ -25,10 +25,11 @@ import msgspec
 
 from .context import ChatHead, Endpoint, Inbound, RequestContext, Usage
 from .errors import GatewayError, UpstreamError, anthropic_error_body
-from .inbound import Decoded, invalid_request
+from .inbound import Decoded
 from .inbound_anthropic_request import canonical_request
 from .providers.base import scrub
 from .sse import EventSplitter, format_event, parse_event
+from .validate import check_body, invalid_request
 
 __all__ = ["AnthropicMessages"]
 
@@ -111,9 +112,10 @@ class AnthropicMessages:
     ]
 
     def decode(self, raw: bytes, headers: dict[str, str]) -> Decoded:
+        check_body(raw)
         try:
             canonical, stream = canonical_request(raw)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:
             raise invalid_request(exc) from None
         return Decoded(_decode_head(canonical), canonical, stream, False)
 
@@ -162,9 +164,10 @@ class AnthropicMessages:
         system, messages and tools), since the upstream may not be Anthropic and no
         provider tokenizer runs in the gateway. Bad input is a 400 like /v1/messages.
         """
+        check_body(raw)
         try:
             top = _decode_top(raw)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:
             raise invalid_request(exc) from None
         top.setdefault("max_tokens", msgspec.Raw(b"1"))  # counting requests carry none
         decoded = self.decode(_encode(top), {})
