@@ -168,7 +168,8 @@ def completion_body(
     finish_reason: str,
     usage: Usage,
 ) -> bytes:
-    message: dict[str, Any] = {"role": "assistant", "content": text}
+    # `refusal` is required by OpenAI's schema (null when the model did not refuse).
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
     if tool_calls:
         message["tool_calls"] = [
             {

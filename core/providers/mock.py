@@ -124,7 +124,7 @@ def mock_completion(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": {"role": "assistant", "content": text, "refusal": None},
                 "finish_reason": "stop",
                 "logprobs": None,
             }
