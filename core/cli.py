@@ -14,13 +14,14 @@ from typing import Any
 
 import msgspec
 
-from .config import CONFIG_ENV, Config, ConfigError, load_config
+from .config import CONFIG_ENV, Config, ConfigError, literal_secrets, load_config
 
 __all__ = ["main"]
 
 LOG_FORMAT_ENV = "INTERLOCK_LOG_FORMAT"
 PROFILE_ENV = "INTERLOCK_PROFILE"
-APP_PATH = "interlock.core.app:create_app_from_env()"
+# The gateway behind the trusted-proxies middleware when configured (core/proxy_headers.py).
+APP_PATH = "interlock.core.proxy_headers:create_served_app()"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +71,8 @@ def _check(path: str | None) -> int:
     from .app import Gateway
 
     config = load_config(path)
+    for where in literal_secrets(config):
+        print(f"interlock: warning: {config.source}: {where}: {LITERAL_SECRET}", file=sys.stderr)
     gateway = Gateway(config)
     names = ", ".join(gateway.providers) or "none"
     plugins = ", ".join(e.name for e in config.plugins if e.enabled) or "none"
@@ -88,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[LOG_FORMAT_ENV] = args.log_format
     config = load_config()
     _apply_overrides(config, args)
+    _warn_literal_secrets(config)
     # Validate plugins and providers before any worker starts; the workers log what they
     # find (a skipped provider), so this check stays quiet below errors.
     quiet = msgspec.structs.replace(
@@ -110,6 +114,24 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[PROFILE_ENV] = "fast"  # workers rebuild the app from the environment
         return _serve_fast(config)
     return _serve_hypercorn(config)
+
+
+LITERAL_SECRET = "a literal secret; write env:NAME and set the variable NAME instead"
+
+
+def _warn_literal_secrets(config: Config) -> None:
+    """One warning line per literal secret in plugins.toml, in the configured log format,
+    naming the table and key (never the value)."""
+    found = literal_secrets(config)
+    if not found:
+        return
+    from .logging import configure_logging, get_logger
+
+    setup = configure_logging(config.logging.format, "warning")
+    logger = get_logger()
+    for where in found:
+        logger.warning("literal_secret", config=config.source, where=where, hint=LITERAL_SECRET)
+    setup.close()
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace) -> None:
@@ -178,6 +200,9 @@ def _serve_fast(config: Config) -> int:
         loop="uvloop" if _has_uvloop() else "asyncio",
         http="httptools",
         access_log=False,
+        # uvicorn would believe X-Forwarded-For from loopback by default; the app's own
+        # middleware does it for [server] trusted_proxies only, as under hypercorn.
+        proxy_headers=False,
         timeout_keep_alive=int(config.server.keep_alive_timeout),
         backlog=config.server.backlog,
         log_level="warning",
