@@ -27,7 +27,7 @@ from .context import ChatHead, Endpoint, Inbound, RequestContext, Usage
 from .errors import GatewayError, UpstreamError, anthropic_error_body
 from .inbound import Decoded
 from .inbound_anthropic_request import canonical_request
-from .providers.base import scrub
+from .providers.base import estimate_tokens, scrub
 from .sse import EventSplitter, format_event, parse_event
 from .validate import check_body, invalid_request
 
@@ -160,9 +160,11 @@ class AnthropicMessages:
     def count_tokens(self, raw: bytes) -> bytes:
         """`POST /v1/messages/count_tokens`: `{"input_tokens": N}` for a Messages request.
 
-        An estimate (about four characters a token, counted over the translated request:
-        system, messages and tools), since the upstream may not be Anthropic and no
-        provider tokenizer runs in the gateway. Bad input is a 400 like /v1/messages.
+        An estimate, since the upstream may not be Anthropic and no provider tokenizer
+        runs in the gateway: the one rule of `estimate_tokens` (about four characters a
+        token) over the request as the gateway would hold it (its canonical translation:
+        system, messages and tools), the same count `estimate_prompt_tokens` gives that
+        request. Bad input is a 400 like /v1/messages.
         """
         check_body(raw)
         try:
@@ -171,7 +173,7 @@ class AnthropicMessages:
             raise invalid_request(exc) from None
         top.setdefault("max_tokens", msgspec.Raw(b"1"))  # counting requests carry none
         decoded = self.decode(_encode(top), {})
-        return _encode({"input_tokens": max(1, (len(decoded.raw) + 3) // 4)})
+        return _encode({"input_tokens": estimate_tokens(decoded.raw)})
 
     def stream_error(self, err: GatewayError) -> bytes:
         return format_event(anthropic_error_body(err), "error")

@@ -32,6 +32,7 @@ __all__ = [
     "ProviderReply",
     "cut_off_usage",
     "estimate_prompt_tokens",
+    "estimate_tokens",
     "estimated_usage",
     "path_segment",
     "redirect_refused",
@@ -446,9 +447,22 @@ def upstream_error(
     )
 
 
+def estimate_tokens(text: str | bytes) -> int:
+    """The gateway's one token estimate, wherever no tokenizer count exists: about four
+    characters a token (rounded up, at least 1), the average of the providers' own
+    tokenizers on English text. Bytes are counted as the UTF-8 characters they encode."""
+    if isinstance(text, bytes):
+        chars = len(text) if text.isascii() else len(text.decode("utf-8", "replace"))
+    else:
+        chars = len(text)
+    return max(1, -(-chars // 4))
+
+
 def estimate_prompt_tokens(ctx: RequestContext) -> int:
-    """A rough count (4 bytes a token) for when a provider reports no usage."""
-    return max(1, len(ctx.raw) // 4)
+    """The prompt of a request whose provider reported no usage (a stream cut off, Gemini
+    embeddings): `estimate_tokens` over the request body as the gateway holds it (the
+    client's JSON; an Anthropic-format request's translation), as `count_tokens` does."""
+    return estimate_tokens(ctx.raw)
 
 
 def estimated_usage(ctx: RequestContext, completion_events: int) -> Usage:

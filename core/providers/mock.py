@@ -21,7 +21,7 @@ import msgspec
 from ..context import RequestContext, Usage
 from ..errors import UpstreamError
 from ..sse import DONE, format_event
-from .base import Provider, ProviderReply
+from .base import Provider, ProviderReply, estimate_tokens
 from .canonical import ToolCall
 from .mock_tools import mock_tool_call
 
@@ -105,8 +105,8 @@ def prompt_text(messages: list[Any]) -> str:
 
 
 def count_tokens(text: str) -> int:
-    """About four characters a token, as the providers' own tokenizers average."""
-    return max(1, (len(text) + 3) // 4)
+    """About four characters a token, the gateway's one estimate (`estimate_tokens`)."""
+    return estimate_tokens(text)
 
 
 def _answer_words(prompt: str, words: int) -> list[str]:
