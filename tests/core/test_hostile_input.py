@@ -3,6 +3,7 @@ a 5xx, never a traceback, never forwarded to the provider (core/validate.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ from interlock.core.providers.anthropic_translate import anthropic_request
 from interlock.core.providers.gemini_translate import gemini_request
 from interlock.core.validate import MAX_DEPTH, check_depth, check_utf8
 from tests.core.test_proxy_openai import COMPLETION
-from tests.support import Reply, run_gateway
+from tests.support import GUARD, FakeUpstream, Reply, run_gateway, threaded_gateway
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -89,6 +90,22 @@ HOSTILE = [
 ]
 
 
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeUpstream, str]]:
+    """One gateway for the module's many small cases; `fake` must receive none of them."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    with threaded_gateway(gateway, tmp) as (fake, gw):
+        fake.on("/v1/chat/completions", lambda r: Reply.json(COMPLETION))
+        yield fake, gw
+
+
+def send(gw: str, path: str, body: bytes) -> httpx.Response:
+    with httpx.Client(timeout=GUARD) as client:
+        return client.post(
+            f"{gw}{path}", content=body, headers={"content-type": "application/json"}
+        )
+
+
 async def post(client: httpx.AsyncClient, gw: str, path: str, body: bytes) -> httpx.Response:
     return await client.post(
         f"{gw}{path}", content=body, headers={"content-type": "application/json"}
@@ -111,15 +128,14 @@ def assert_refused(resp: httpx.Response, inbound: str, mention: str) -> str:
 
 
 @pytest.mark.parametrize(("body", "mention"), HOSTILE)
-async def test_hostile_bodies_are_400_in_both_shapes_and_never_forwarded(
-    upstream, client, tmp_path: Path, body: bytes, mention: str
+def test_hostile_bodies_are_400_in_both_shapes_and_never_forwarded(
+    served: tuple[FakeUpstream, str], body: bytes, mention: str
 ) -> None:
-    fake, url = upstream
-    fake.on("/v1/chat/completions", lambda r: Reply.json(COMPLETION))
-    async with run_gateway(gateway(url), tmp_path) as gw:
-        assert_refused(await post(client, gw, "/v1/chat/completions", body), "openai", mention)
-        assert_refused(await post(client, gw, "/v1/messages", body), "anthropic", mention)
-        assert (await client.get(f"{gw}/healthz")).status_code == 200
+    fake, gw = served
+    assert_refused(send(gw, "/v1/chat/completions", body), "openai", mention)
+    assert_refused(send(gw, "/v1/messages", body), "anthropic", mention)
+    with httpx.Client() as client:
+        assert client.get(f"{gw}/healthz").status_code == 200
     assert fake.requests == []
 
 
@@ -139,26 +155,20 @@ async def test_hostile_bodies_are_400_in_both_shapes_and_never_forwarded(
         ({"top_p": 1.01}, "top_p"),
     ],
 )
-async def test_numbers_out_of_range_name_the_field_openai(
-    upstream, client, tmp_path: Path, fields: dict[str, object], param: str
+def test_numbers_out_of_range_name_the_field_openai(
+    served: tuple[FakeUpstream, str], fields: dict[str, object], param: str
 ) -> None:
-    fake, url = upstream
-    async with run_gateway(gateway(url), tmp_path) as gw:
-        resp = await post(client, gw, "/v1/chat/completions", openai_body(**fields))
+    fake, gw = served
+    resp = send(gw, "/v1/chat/completions", openai_body(**fields))
     message = assert_refused(resp, "openai", f"`{param}`")
     assert resp.json()["error"]["param"] == param, message
     assert fake.requests == []
 
 
-async def test_temperature_overflowing_to_infinity_is_refused(
-    upstream, client, tmp_path: Path
-) -> None:
-    fake, url = upstream
+def test_temperature_overflowing_to_infinity_is_refused(served: tuple[FakeUpstream, str]) -> None:
+    fake, gw = served
     body = b'{"model":"gpt-4o","temperature":1e999,"messages":[{"role":"user","content":"x"}]}'
-    async with run_gateway(gateway(url), tmp_path) as gw:
-        assert_refused(
-            await post(client, gw, "/v1/chat/completions", body), "openai", "temperature"
-        )
+    assert_refused(send(gw, "/v1/chat/completions", body), "openai", "temperature")
     assert fake.requests == []
 
 
@@ -171,13 +181,11 @@ async def test_temperature_overflowing_to_infinity_is_refused(
         ({"top_p": -1}, "top_p"),
     ],
 )
-async def test_numbers_out_of_range_name_the_field_anthropic(
-    upstream, client, tmp_path: Path, fields: dict[str, object], param: str
+def test_numbers_out_of_range_name_the_field_anthropic(
+    served: tuple[FakeUpstream, str], fields: dict[str, object], param: str
 ) -> None:
-    fake, url = upstream
-    async with run_gateway(gateway(url), tmp_path) as gw:
-        resp = await post(client, gw, "/v1/messages", anthropic_body(**fields))
-    assert_refused(resp, "anthropic", f"`{param}`")
+    fake, gw = served
+    assert_refused(send(gw, "/v1/messages", anthropic_body(**fields)), "anthropic", f"`{param}`")
     assert fake.requests == []
 
 
@@ -196,15 +204,14 @@ async def test_sane_values_and_depth_at_the_limit_pass(upstream, client, tmp_pat
     assert fake.requests[1].body == nested(MAX_DEPTH - 1)  # forwarded byte for byte
 
 
-async def test_embeddings_are_checked_too(upstream, client, tmp_path: Path) -> None:
-    _, url = upstream
-    async with run_gateway(gateway(url), tmp_path) as gw:
-        bad_utf8 = await post(client, gw, "/v1/embeddings", b'{"model":"e","input":"\xff"}')
-        empty = await post(client, gw, "/v1/embeddings", b'{"model":"","input":"x"}')
-        dims = await post(client, gw, "/v1/embeddings", b'{"model":"e","input":"x","dimensions":0}')
-    assert_refused(bad_utf8, "openai", "UTF-8")
+def test_embeddings_are_checked_too(served: tuple[FakeUpstream, str]) -> None:
+    fake, gw = served
+    assert_refused(send(gw, "/v1/embeddings", b'{"model":"e","input":"\xff"}'), "openai", "UTF-8")
+    empty = send(gw, "/v1/embeddings", b'{"model":"","input":"x"}')
     assert_refused(empty, "openai", "`model` must not be empty")
+    dims = send(gw, "/v1/embeddings", b'{"model":"e","input":"x","dimensions":0}')
     assert_refused(dims, "openai", "`dimensions`")
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize(
@@ -218,20 +225,14 @@ async def test_embeddings_are_checked_too(upstream, client, tmp_path: Path) -> N
     ],
     ids=["lone-surrogate-escape", "float-overflow", "huge-integer"],
 )
-async def test_undecodable_skipped_parts_are_400_on_translating_paths(
-    upstream, client, tmp_path: Path, body: bytes
+def test_undecodable_skipped_parts_are_400_on_translating_paths(
+    served: tuple[FakeUpstream, str], body: bytes
 ) -> None:
-    _, url = upstream
-    async with run_gateway(gateway(url), tmp_path) as gw:
-        chat = await post(client, gw, "/v1/chat/completions", body)
-        messages = await post(
-            client, gw, "/v1/messages", body.replace(b'"messages"', b'"max_tokens":5,"messages"')
-        )
-        streamed = await post(
-            client, gw, "/v1/chat/completions", body.replace(b"{", b'{"stream":true,', 1)
-        )
-    assert_refused(chat, "openai", "")
-    assert_refused(streamed, "openai", "")
+    _, gw = served
+    assert_refused(send(gw, "/v1/chat/completions", body), "openai", "")
+    streamed = body.replace(b"{", b'{"stream":true,', 1)
+    assert_refused(send(gw, "/v1/chat/completions", streamed), "openai", "")
+    messages = send(gw, "/v1/messages", body.replace(b'"messages"', b'"max_tokens":5,"messages"'))
     # The Anthropic inbound translates only the fields it knows: an unknown `seed` is
     # dropped (200), a bad known one refused in Anthropic's shape.
     assert messages.status_code in (200, 400)

@@ -362,7 +362,7 @@ schemas = st.recursive(
 
 
 @settings(
-    max_examples=300, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+    max_examples=150, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
 )
 @given(schema=schemas)
 def test_generated_schemas_get_valid_arguments(schema: dict[str, Any]) -> None:
