@@ -3,12 +3,15 @@ a 5xx, never a traceback, never forwarded to the provider (core/validate.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from interlock.core.errors import GatewayError
 from interlock.core.providers.anthropic_translate import anthropic_request
@@ -321,3 +324,40 @@ def test_check_utf8_names_the_offset() -> None:
     check_utf8("Grüezi ☀️".encode())
     with pytest.raises(GatewayError, match="at byte 3"):
         check_utf8(b'{"a\xc0\xaf"}')  # an overlong encoding of "/"
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+tricky_text = st.text(st.sampled_from(list('ab[]{}"\\\n/é')), max_size=12)
+json_documents = st.recursive(
+    st.none() | st.integers() | tricky_text,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(tricky_text, kids, max_size=3),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(doc=json_documents, limit=st.integers(1, 6), ascii_only=st.booleans(), pad=st.booleans())
+def test_check_depth_agrees_with_the_real_depth(
+    doc: object, limit: int, ascii_only: bool, pad: bool
+) -> None:
+    """Whatever the strings hold (brackets, quotes, backslashes, escapes before quotes),
+    the byte scan refuses exactly the documents nested deeper than the limit; `pad` makes
+    the body large enough to skip the small-body shortcut."""
+    raw = json.dumps(doc, ensure_ascii=ascii_only).encode()
+    if pad:
+        raw = b'{"pad":"' + b"[" * 5000 + b'","doc":' + raw + b"}"
+        depth = _depth(doc) + 1
+    else:
+        depth = _depth(doc)
+    if depth > limit:
+        with pytest.raises(GatewayError):
+            check_depth(raw, limit)
+    else:
+        check_depth(raw, limit)
