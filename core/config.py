@@ -211,9 +211,10 @@ def _looks_secret(key: str, value: Any) -> bool:
 
 def literal_secrets(config: Config) -> list[str]:
     """Where plugins.toml holds a secret as a literal instead of an `env:NAME` reference:
-    `[TABLE] key `KEY``, one per finding, never the value. `api_key`, `master_key` and
-    any `*_key` with a string value count, in provider tables and plugin tables (and the
-    tables and arrays of tables nested in them). A warning, not an error: the value still works."""
+    `[TABLE] key `KEY``, one per finding, never the value. String values of `api_key`,
+    `master_key`, any `*_key`, `secret`, `password` and `token` count, in provider tables
+    and plugin tables (and the tables and arrays of tables nested in them). A warning,
+    not an error: the value still works."""
     found: list[str] = []
     for provider in config.providers:
         table = f"[providers '{provider.name}']"

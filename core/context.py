@@ -40,7 +40,9 @@ class ChatHead(msgspec.Struct, omit_defaults=True):
     model: str
     messages: list[msgspec.Raw]
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    # UNSET when the key is absent, None when the client sent null: the OpenAI adapter's
+    # include_usage splice must not add a second key next to a null one.
+    stream_options: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
     # `Raw | None` would accept only null (msgspec cannot put Raw in a union): a Raw field
     # whose default is None keeps "absent" as None and any present value as raw bytes.
     metadata: msgspec.Raw = None  # type: ignore[assignment]

@@ -45,8 +45,6 @@ _decode_usage = msgspec.json.Decoder(_UsageOnly).decode
 _decode_chunk = msgspec.json.Decoder(_ChunkHead).decode
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _INCLUDE_USAGE = {"include_usage": True}
-# A client's key as it appears in JSON (a string value equal to it only costs a re-encode).
-_STREAM_OPTIONS = b'"stream_options"'
 
 
 def usage_from_openai(u: _OpenAIUsage) -> Usage:
@@ -62,20 +60,19 @@ def _with_include_usage(ctx: RequestContext, extra: dict[str, Any] | None) -> by
     """The body with `stream_options.include_usage` set.
 
     The common case (no overrides, no `stream_options` sent) splices the field in after
-    the opening brace instead of re-encoding the body. "Not sent" is read from the bytes:
-    `"stream_options": null` decodes like an absent field, and splicing then would make
-    a body with the key twice, whose last (null) wins in most parsers. A body with `\\u`
-    escapes (the key could be spelled with them) is re-encoded too.
+    the opening brace instead of re-encoding the body. "Not sent" must mean absent:
+    splicing into a body that has `"stream_options": null` would make the key appear
+    twice, and the last (null) wins in most parsers. `ChatHead` decodes an absent key as
+    UNSET and null as None (msgspec unescapes keys, so no spelling of it slips by).
     """
     head = ctx.body
-    raw = ctx.raw
-    if extra is None and not ctx.overrides and _STREAM_OPTIONS not in raw and b"\\u" not in raw:
+    options = getattr(head, "stream_options", None)
+    if extra is None and not ctx.overrides and options is msgspec.UNSET:
+        raw = ctx.raw
         start = raw.find(b"{")
         return raw[: start + 1] + b'"stream_options":{"include_usage":true},' + raw[start + 1 :]
-    options = dict(getattr(head, "stream_options", None) or {})
-    options.update(_INCLUDE_USAGE)
     merged = dict(extra or {})
-    merged["stream_options"] = options
+    merged["stream_options"] = {**(options or {}), **_INCLUDE_USAGE}
     return ctx.body_bytes(merged)
 
 
