@@ -5,7 +5,10 @@ client is replaced by one that answers a canned chat.completion at once, so the 
 is what the gateway itself costs (Starlette routing, decoding, the context, the hook
 plans, forwarding bookkeeping, pricing, the log line), without sockets, servers or the
 noise of a shared VM. It runs with no plugins and with the trivial plugin on four
-hooks, so the difference is the hook machinery's price. Prints CPU µs per request.
+hooks, so the difference is the hook machinery's price, then with the router layer
+(cost_router routing "auto" by its tiers, and with failover too). Prints CPU µs per
+request; for the router layer also the median µs of its own hooks per request, timed
+one request at a time on a prepared context.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import io
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from bench.payloads import COMPLETION, REQUEST, encoded
 from interlock.core.app import create_app
@@ -59,14 +64,28 @@ class _CannedClient:
         return None
 
 
-async def per_request_us(plugins: str, n: int, tmp: Path) -> float:
+ROUTER = """
+[plugins.cost_router]
+tiers = [ { below = 0.3, model = "gpt-4o-mini" }, { below = 1.01, model = "gpt-4o-mini" } ]
+"""
+FAILOVER = """
+[plugins.failover]
+chain = ["gpt-4o-mini"]
+"""
+AUTO = {**REQUEST, "model": "auto"}
+
+
+async def per_request_us(
+    plugins: str, n: int, tmp: Path, request: dict[str, Any] = REQUEST
+) -> float:
     import time
 
-    body = encoded(REQUEST)
+    body = encoded(request)
     model = REQUEST["model"]
     toml = BASE.format(model=model) + f'\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n' + plugins
     app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
     gateway = app.state.gateway
+    await gateway.start()  # what the lifespan does: store, counters, plugins, plans
     gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
     gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
     scope = {
@@ -101,8 +120,62 @@ async def per_request_us(plugins: str, n: int, tmp: Path) -> float:
     for _ in range(n):
         await app(dict(scope), receive, send)
     us = (time.process_time() - start) / n * 1e6
+    await gateway.close(hooks=True)
     gateway.log_setup.close()
     return us
+
+
+async def router_hooks_us(n: int, tmp: Path) -> tuple[float, float]:
+    """Median µs per request of the router layer's own hooks: cost_router's route (score,
+    tier, order) plus its other hooks, and failover's pre_forward, on_attempt and
+    post_response (memory:// circuits), each request timed on its own."""
+    import statistics
+    import time
+
+    from interlock.core import Attempt, RequestContext, RoutingDecision
+    from interlock.core.context import ChatHead
+
+    body = encoded(AUTO)
+    head = msgspec.json.decode(body, type=ChatHead)
+    toml = BASE.format(model=REQUEST["model"]) + f'\n[store]\nurl = "sqlite:///{tmp}/r.db"\n'
+    app = create_app(
+        parse_config(tomllib.loads(toml + ROUTER + FAILOVER), source="bench", base_dir=str(BENCH))
+    )
+    gateway = app.state.gateway
+    await gateway.start()
+    router, failover = gateway.plugins
+    route_only: list[float] = []
+    layer: list[float] = []
+    clock = time.perf_counter
+    for i in range(n + 2000):
+        ctx = RequestContext(
+            request_id="r",
+            inbound="openai",
+            endpoint="chat",
+            path="/v1/chat/completions",
+            headers={},
+            client=None,
+        )
+        ctx.set_body(body, head)
+        start = clock()
+        decision = router.route(ctx)
+        routed = clock()
+        ctx.decision = RoutingDecision(list(decision.candidates), decision.reason)
+        router.pre_forward(ctx)
+        await failover.pre_forward(ctx)
+        attempt = Attempt("up", "gpt-4o-mini", status=200, latency_ms=1.0)
+        ctx.attempts.append(attempt)
+        router.on_attempt(ctx, attempt)
+        await failover.on_attempt(ctx, attempt)
+        router.post_response(ctx)
+        await failover.post_response(ctx)
+        end = clock()
+        if i >= 2000:  # after a warm-up
+            route_only.append((routed - start) * 1e6)
+            layer.append((end - start) * 1e6)
+    await gateway.close(hooks=True)
+    gateway.log_setup.close()
+    return statistics.median(route_only), statistics.median(layer)
 
 
 def main() -> None:
@@ -121,9 +194,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bare = run(per_request_us("", args.n, Path(tmp)))
         hooks = run(per_request_us(trivial, args.n, Path(tmp)))
+        routed = run(per_request_us(ROUTER, args.n, Path(tmp), AUTO))
+        both = run(per_request_us(ROUTER + FAILOVER, args.n, Path(tmp), AUTO))
+        route_med, layer_med = run(router_hooks_us(args.n, Path(tmp)))
     print(f"Interlock in-process, canned upstream, {args.n:,} requests:")
     print(f"  no plugins                  {bare:6.1f} µs CPU per request")
     print(f"  trivial plugin on 4 hooks   {hooks:6.1f} µs CPU per request ({hooks - bare:+.1f} µs)")
+    print(
+        f"  cost_router (auto, tiers)   {routed:6.1f} µs CPU per request ({routed - bare:+.1f} µs)"
+    )
+    print(f"  cost_router + failover      {both:6.1f} µs CPU per request ({both - bare:+.1f} µs)")
+    print(f"  cost_router route() alone   {route_med:6.1f} µs median per request")
+    print(f"  router layer's own hooks    {layer_med:6.1f} µs median per request")
 
 
 if __name__ == "__main__":

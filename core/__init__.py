@@ -13,6 +13,7 @@ from .context import (
     Attempt,
     Candidate,
     Identity,
+    Limits,
     ReadyResponse,
     RequestContext,
     RoutingDecision,
@@ -23,6 +24,7 @@ from .hookspecs import hookimpl, hookspec
 from .plugins import EmptyConfig, Plugin
 from .providers.base import HttpProvider, Provider, ProviderReply
 from .services import Services
+from .store import Migration, StoreError
 
 __all__ = [
     "Attempt",
@@ -32,6 +34,8 @@ __all__ = [
     "GatewayError",
     "HttpProvider",
     "Identity",
+    "Limits",
+    "Migration",
     "Plugin",
     "Provider",
     "ProviderReply",
@@ -39,6 +43,7 @@ __all__ = [
     "RequestContext",
     "RoutingDecision",
     "Services",
+    "StoreError",
     "UpstreamError",
     "Usage",
     "hookimpl",

@@ -90,9 +90,15 @@ class ServerConfig(_Table):
     # "httpx-aiohttp" (httpx API over aiohttp's transport) or "aiohttp" (direct).
     # Unset, the profile chooses (`upstream_client`), so `--fast` is the one switch.
     client: Literal["httpx", "httpx-aiohttp", "aiohttp"] | None = None
+    # One deadline per request across every attempt and failover (504 when it passes);
+    # a client may ask for another with `x-interlock-timeout-s`, up to the maximum.
+    request_timeout_s: float = 600.0
+    max_request_timeout_s: float = 3600.0
     keep_alive_timeout: float = 75.0
     backlog: int = 2048
-    graceful_timeout: float = 10.0
+    # On SIGTERM/SIGINT, requests in flight get this long to finish; streams still open
+    # then end with an error event in the caller's format (core/shutdown.py).
+    shutdown_timeout_s: float = 10.0
     # Addresses or networks ("10.0.0.0/8") of reverse proxies whose X-Forwarded-For and
     # X-Forwarded-Proto are believed; empty: nobody's (both profiles, core/proxy_headers.py).
     trusted_proxies: list[str] = []
@@ -283,6 +289,13 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: str = ".") -> Co
     server = table("server", ServerConfig)
     if server.max_body_bytes < 1024:
         raise ConfigError(f"{source}: [server] key `max_body_bytes`: must be at least 1024")
+    if not 0 < server.request_timeout_s <= server.max_request_timeout_s:
+        raise ConfigError(
+            f"{source}: [server] key `request_timeout_s`: must be > 0 and at most "
+            "`max_request_timeout_s`"
+        )
+    if server.shutdown_timeout_s < 0:
+        raise ConfigError(f"{source}: [server] key `shutdown_timeout_s`: must not be negative")
     for proxy in server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)

@@ -7,6 +7,7 @@ Structs and a `__slots__` class): no per-request `__dict__`, no JSON work until 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ __all__ = [
     "ChatHead",
     "EmbeddingsHead",
     "Identity",
+    "Limits",
     "ReadyResponse",
     "RequestContext",
     "RoutingDecision",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 Inbound = Literal["openai", "anthropic"]
-Endpoint = Literal["chat", "embeddings"]
+Endpoint = Literal["chat", "embeddings", "models", "count_tokens", "other"]
 
 
 class ChatHead(msgspec.Struct, omit_defaults=True):
@@ -53,12 +55,30 @@ class EmbeddingsHead(msgspec.Struct):
     input: msgspec.Raw
 
 
+class Limits(msgspec.Struct, omit_defaults=True, frozen=True):
+    """Limits an auth plugin found for a tenant or a key; None means no limit."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: float | None = None
+
+
 class Identity(msgspec.Struct, omit_defaults=True):
-    """Who is calling: set by an auth plugin in `pre_auth`."""
+    """Who is calling: set by an auth plugin in `pre_auth`, read by policy plugins.
+
+    `tenant_limits` and `key_limits` are what the store says for the tenant and for
+    this key; rate_limit and budget enforce both. `provider_keys` maps a provider name
+    to the tenant's own key for it (an override of the provider's configured key).
+    """
 
     tenant: str
     key_id: str | None = None
     name: str | None = None
+    # The models this caller may use (empty: all); `/v1/models` lists only these.
+    models: list[str] = []
+    tenant_limits: Limits = Limits()
+    key_limits: Limits = Limits()
+    provider_keys: dict[str, str] = {}
     attributes: dict[str, Any] = {}
 
 
@@ -105,13 +125,16 @@ class Attempt(msgspec.Struct):
     error: str | None = None
     retryable: bool = False
     latency_ms: float = 0.0
+    # The upstream's Retry-After, in seconds, when a failed attempt carried one.
+    retry_after_s: float | None = None
 
 
 class ReadyResponse(msgspec.Struct):
     """A complete answer a `pre_forward` plugin supplies instead of forwarding (a cache).
 
-    `body` is an OpenAI chat.completion (or embeddings) JSON document; for a streamed
-    request the core turns it into chunks.
+    `body` is an OpenAI chat.completion (or embeddings) JSON document; it is rendered in
+    the caller's format, and for a streamed request the core replays it as chunks (text
+    and tool calls). `status` and `headers` go out with it, streamed or not.
     """
 
     body: bytes
@@ -129,17 +152,21 @@ class RequestContext:
 
     __slots__ = (
         "_payload",
+        "attempting",
         "attempts",
         "body",
         "client",
         "cost_usd",
+        "deadline",
         "decision",
         "endpoint",
         "error",
+        "expired",
         "headers",
         "identity",
         "inbound",
         "include_usage",
+        "method",
         "model",
         "overrides",
         "path",
@@ -148,6 +175,7 @@ class RequestContext:
         "request_id",
         "requested_model",
         "response",
+        "response_headers",
         "started",
         "state",
         "status",
@@ -155,6 +183,7 @@ class RequestContext:
         "tags",
         "timings",
         "usage",
+        "wire",
     )
 
     def __init__(
@@ -166,27 +195,31 @@ class RequestContext:
         path: str,
         headers: dict[str, str],
         client: str | None,
-        raw: bytes,
-        body: ChatHead | EmbeddingsHead,
-        stream: bool = False,
-        include_usage: bool = False,
+        method: str = "POST",
+        deadline: float = float("inf"),
     ) -> None:
         self.request_id = request_id
         self.inbound: Inbound = inbound
         self.endpoint: Endpoint = endpoint
+        self.method = method
         self.path = path
         self.headers = headers
         self.client = client
-        self.raw = raw
-        self.body = body
-        self.requested_model: str = body.model
-        self.stream = stream
-        self.include_usage = include_usage
+        # The body is not read yet: pre_auth runs on headers alone (`set_body` fills these).
+        self.raw = b""
+        self.body: ChatHead | EmbeddingsHead = _NO_BODY
+        self.requested_model = ""
+        self.stream = False
+        self.include_usage = False
+        # The wire format of `raw` and of the answers and events hooks see: "openai" (the
+        # canonical shape) unless a native pass-through keeps the provider's own.
+        self.wire: Inbound = "openai"
         self.identity: Identity | None = None
         self.tags: dict[str, str] = {}
         self.decision: RoutingDecision | None = None
         self.attempts: list[Attempt] = []
         self.response: ReadyResponse | None = None
+        self.response_headers: dict[str, str] | None = None
         self.usage = Usage()
         self.cost_usd: float = 0.0
         self.provider: str | None = None
@@ -194,10 +227,42 @@ class RequestContext:
         self.status: int = 0
         self.error: Exception | None = None
         self.started = time.perf_counter()
+        # `asyncio` loop time by which the whole request (every attempt) must be answered.
+        self.deadline = deadline
+        self.attempting = False  # waiting on an upstream attempt (the deadline applies)
+        self.expired = False  # the deadline passed during an attempt (set by disconnect.py)
         self.timings: dict[str, float] = {}
         self.state: dict[str, Any] = {}
         self.overrides: dict[str, Any] | None = None
         self._payload: dict[str, Any] | None = None
+
+    def set_body(
+        self,
+        raw: bytes,
+        body: ChatHead | EmbeddingsHead,
+        *,
+        stream: bool = False,
+        include_usage: bool = False,
+    ) -> None:
+        """The decoded request body, once it has been read (after `pre_auth`)."""
+        self.raw = raw
+        self.body = body
+        self.requested_model = body.model
+        self.stream = stream
+        self.include_usage = include_usage
+
+    # -- the outcome ----------------------------------------------------------------------
+    def fail(self, error: Exception, status: int) -> None:
+        """Record why the request failed: the one place status and error are set together."""
+        self.error = error
+        self.status = status
+
+    def add_header(self, name: str, value: str) -> None:
+        """A header for the response to the client (rate-limit counts, the route taken),
+        sent on success and on errors alike. `name` should be lower-case."""
+        if self.response_headers is None:
+            self.response_headers = {}
+        self.response_headers[name] = value
 
     # -- the body ---------------------------------------------------------------------
     def set_field(self, name: str, value: Any) -> None:
@@ -219,6 +284,10 @@ class RequestContext:
         """
         if not self.overrides and not extra:
             return self.raw
+        if not self.overrides and extra is not None and list(extra) == ["model"]:
+            spliced = _splice_model(self.raw, self.requested_model, extra["model"])
+            if spliced is not None:
+                return spliced
         try:
             top = _decode_top(self.raw)
         except (msgspec.MsgspecError, RecursionError) as exc:
@@ -247,10 +316,45 @@ class RequestContext:
             self._payload = data
         return self._payload
 
+    def drop_payload(self) -> None:
+        """Forget the decoded payload (the body was replaced as a whole)."""
+        self._payload = None
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 
+    # -- message texts, whatever the format -------------------------------------------
+    def texts(self) -> list[str]:
+        """Every text of the request's messages (system prompts, string contents, text
+        parts), in order, whatever the inbound format: what redaction and routing read."""
+        from .texts import collect_texts
 
+        return collect_texts(self.payload(), self.wire)
+
+    def map_texts(self, fn: Any, *, tools: bool = False) -> int:
+        """Replace every message text with `fn(text)` (format-neutral, see `texts`);
+        with `tools`, tool-call arguments and tool results too. Returns how many texts
+        changed; the changed fields are forwarded through `set_field`."""
+        from .texts import map_texts
+
+        return map_texts(self, fn, tools=tools)
+
+
+def _splice_model(raw: bytes, old: str, new: str) -> bytes | None:
+    """The body with only the model name replaced, every other byte as the client sent
+    it; None when the old value is not found exactly once (then the caller re-encodes)."""
+    needle = _encode(old)
+    pattern = re.compile(rb'"model"\s*:\s*' + re.escape(needle))
+    found = pattern.findall(raw)
+    if len(found) != 1:
+        return None
+    match = pattern.search(raw)
+    assert match is not None
+    value_at = match.end() - len(needle)
+    return raw[:value_at] + _encode(new) + raw[match.end() :]
+
+
+_NO_BODY = ChatHead(model="", messages=[])
 _decode_top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _decode_any = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .context import RequestContext, RoutingDecision
-    from .providers.base import Provider
+    from .context import Attempt, RequestContext, RoutingDecision
     from .services import Services
 
 PROJECT = "interlock"
@@ -29,8 +28,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def startup(services: Services) -> Any:
     """Called once when the server starts, before the first request; may be `async def`.
 
-    Open connections, create tables, start background tasks. An exception here stops
-    start-up with the plugin's name in the message.
+    Everything on `services` is ready by then (and already when the plugin was
+    constructed): the open store with this plugin's `migrations` applied, the counters,
+    the providers, `spawn` for background tasks. Start background work, warm caches. An
+    exception here stops start-up with the plugin's name in the message.
     """
 
 
@@ -52,15 +53,6 @@ def register_routes() -> list[Any] | None:
     """
 
 
-@hookspec
-def register_providers() -> dict[str, type[Provider]] | None:
-    """Return `{kind: ProviderClass}` to add wire formats usable as `kind` in [[providers]].
-
-    Called once at start-up, before providers are built. A kind may not replace a
-    built-in one.
-    """
-
-
 # ---------------------------------------------------------------------------------------
 # Per request, in this order
 # ---------------------------------------------------------------------------------------
@@ -68,8 +60,13 @@ def register_providers() -> dict[str, type[Provider]] | None:
 def pre_auth(ctx: RequestContext) -> Any:
     """Decide who is calling: set `ctx.identity`, or raise `GatewayError(401|403, ...)`.
 
-    May be `async def`; implementations run in plugins.toml order, each awaited before
-    the next, and the first exception stops the request.
+    Runs for every request under `/v1/` BEFORE the body is read: only `ctx.method`,
+    `ctx.path`, `ctx.headers` and `ctx.client` are known (`ctx.raw` is empty and
+    `ctx.requested_model` is ""), so an anonymous client is refused without the gateway
+    reading or parsing its body. Checks that need the body (may this tenant use this
+    model?) belong in `pre_forward`. May be `async def`; implementations run in
+    plugins.toml order, each awaited before the next, and the first exception stops the
+    request.
     """
 
 
@@ -78,8 +75,10 @@ def route(ctx: RequestContext) -> RoutingDecision | None:
     """Choose candidates for the request: return a `RoutingDecision`, or None to pass.
 
     Synchronous and pure: read `ctx` (model, tags, identity, body), return a decision,
-    do no I/O. The first plugin in plugins.toml order that returns a decision wins.
-    With no decision the requested model is served by the first provider listing it.
+    do no I/O; an `async def route` is refused at start-up. The first plugin in
+    plugins.toml order that returns a decision wins, and the core works on a copy of it,
+    so a router may return the same (cached) decision object every time. With no
+    decision the requested model is served by the first provider listing it.
     """
 
 
@@ -88,28 +87,63 @@ def pre_forward(ctx: RequestContext) -> Any:
     """Policy before the request leaves: rate limits, budget reservation, redaction,
     cache lookups, adding failover candidates. May be `async def`; runs in order.
 
-    A plugin may set `ctx.response` (a `ReadyResponse`) to answer without forwarding,
-    change body fields with `ctx.set_field`, edit `ctx.decision.candidates`, or raise
-    `GatewayError` to refuse.
+    A plugin may set `ctx.response` (a `ReadyResponse`) to answer without forwarding
+    (the plugins after it in `pre_forward` do not run), change body fields with
+    `ctx.set_field` or message texts with `ctx.map_texts`, edit
+    `ctx.decision.candidates` (a per-request copy), add response headers with
+    `ctx.add_header`, or raise `GatewayError` to refuse.
+    """
+
+
+@hookspec
+def on_attempt(ctx: RequestContext, attempt: Attempt) -> Any:
+    """After every upstream try, success or failure, as it happens; may be `async def`.
+
+    `attempt` (provider, model, status, error, retryable, latency_ms) is final and is
+    already in `ctx.attempts`. A circuit breaker learns outcomes here, and may remove the
+    remaining candidates of a failing provider from `ctx.decision.candidates` (the core
+    reads that list after each attempt). Keep it cheap: it runs between a failure and
+    the next try. An exception is logged and ignored.
     """
 
 
 @hookspec
 def wrap_stream(ctx: RequestContext, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes] | None:
-    """Wrap a streamed answer: take an async iterator of OpenAI-format SSE bytes (whole
-    `data: ...` events) and return another, or None to leave it alone.
+    """Wrap a streamed answer: take an async iterator of SSE bytes (whole events) and
+    return another, or None to leave it alone.
 
+    `ctx.wire` names the events' format: "openai" (chat.completion.chunk
+    `data:` events) or, on a native pass-through, the provider's own ("anthropic").
     Called in plugins.toml order, each wrapping the previous result, when the upstream
-    stream has opened. Must stay async all the way: no blocking work per chunk.
+    stream has opened. Every layer is closed (`aclose`) outermost first, innermost last,
+    before `post_response` runs, also when the client went away. Must stay async all
+    the way: no blocking work per chunk.
+    """
+
+
+@hookspec
+def transform_response(ctx: RequestContext, body: bytes) -> bytes | None:
+    """See or replace a complete non-streamed answer before it is rendered for the
+    caller; return new bytes, or None to leave it alone. May be `async def`.
+
+    `body` is the whole answer in `ctx.wire` ("openai": a chat.completion or
+    embeddings list; a native pass-through: the provider's own JSON). Runs in
+    plugins.toml order, each seeing the previous result, only for answers that came
+    from an upstream (not for a `ReadyResponse`). Redaction restores placeholders here;
+    a cache may keep the body here and store it in `post_response`.
     """
 
 
 @hookspec
 def post_response(ctx: RequestContext) -> Any:
-    """After the last byte went out, and also when the request failed (`ctx.error` set)
-    or the client went away. May be `async def`; runs in order.
+    """Exactly once for every request under `/v1/` that reached the gateway, whatever
+    its fate: answered, refused (400, 401, 403, 404, 405, 413, 415, 429), failed (5xx),
+    the client gone (499), served by a `ReadyResponse`, `/v1/models`, `count_tokens`,
+    plugin routes under `/v1/`. May be `async def`; runs in order.
 
-    `ctx.usage`, `ctx.cost_usd`, `ctx.attempts`, `ctx.status` are final here: settle
-    budgets, write audit records, store cache entries. An exception is logged and does
-    not stop later plugins; the response has already been sent.
+    `ctx.status`, `ctx.error`, `ctx.usage`, `ctx.cost_usd`, `ctx.attempts` are final
+    here: settle budgets, write audit records, store cache entries. An exception is
+    logged and does not stop later plugins. For a non-streamed answer the core awaits
+    these hooks before it completes the response body (so a durable audit record is
+    committed before the client has the whole answer); keep them fast.
     """

@@ -39,12 +39,13 @@ __all__ = [
 
 
 class Decoded(msgspec.Struct):
-    """A decoded request: the typed head, the canonical body bytes, and stream flags."""
+    """A decoded request: the typed head, the body bytes in `wire` format, stream flags."""
 
     head: ChatHead | EmbeddingsHead
     raw: bytes
     stream: bool = False
     include_usage: bool = False
+    wire: Inbound = "openai"
 
 
 class InboundFormat(Protocol):

@@ -1,4 +1,4 @@
-"""One request through the hooks: auth, route, policy, forward with failover, settle.
+"""One request through the hooks: route, policy, forward with failover, settle.
 
 The plans are tuples frozen at start-up (`plugins.HookPlans`); this module loops over
 them and awaits only what is awaitable. It never touches pluggy, never logs per hook,
@@ -7,18 +7,18 @@ and never reads the request body beyond what the inbound format decoded.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import msgspec
-
 from .context import Attempt, Candidate, RequestContext, RoutingDecision
-from .errors import GatewayError, UpstreamError
+from .errors import GatewayError, UpstreamError, retry_after_s
 from .plugins import HookPlans
 from .pricing import Pricing
 from .providers.base import Provider, ProviderReply
-from .sse import DONE, format_event
+from .replay import replay
+from .wire import adapt_body
 
 __all__ = ["Pipeline", "StreamHandle"]
 
@@ -26,57 +26,61 @@ T = TypeVar("T")
 
 
 class StreamHandle:
-    """An opened stream: `events` to send (after `wrap_stream`), and the provider's own
-    iterator underneath, which must be closed too when the client goes away."""
+    """An opened stream: `events` to send (the outermost `wrap_stream` layer), and every
+    layer beneath it down to the provider's own iterator. `aclose` closes each layer,
+    outermost first and the provider's last, so a middle layer's `finally` has run
+    before `post_response` (closing only the outermost would leave the rest to the
+    garbage collector)."""
 
-    __slots__ = ("base", "events")
+    __slots__ = ("events", "layers")
 
-    def __init__(self, events: AsyncIterator[bytes], base: AsyncIterator[bytes]) -> None:
-        self.events = events
-        self.base = base
+    def __init__(self, layers: list[AsyncIterator[bytes]]) -> None:
+        self.layers = layers
+        self.events = layers[-1]
 
     async def aclose(self) -> None:
-        for it in (self.events, self.base):
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        for layer in reversed(self.layers):
+            await _aclose(layer)
 
 
 class Pipeline:
     def __init__(
         self,
         plans: HookPlans,
-        providers: dict[str, Provider],
+        providers: Mapping[str, Provider],
         pricing: Pricing,
         logger: Any,
-        request_log: Callable[[Any, dict[str, Any]], None] | None = None,
+        request_log: Callable[[Any, dict[str, Any], str], None] | None = None,
     ) -> None:
         self.plans = plans
         self.providers = providers
         self.pricing = pricing
         self.logger = logger
         # The one line per request (LogSetup.request: the fast path of logger.info).
-        self.request_log = request_log or (lambda lg, fields: lg.info("request", **fields))
+        self.request_log = request_log or (
+            lambda lg, fields, level: getattr(lg, level)("request", **fields)
+        )
         self._default_routes: dict[str, RoutingDecision | None] = {}
 
     # -- before forwarding ---------------------------------------------------------------
     async def prepare(self, ctx: RequestContext) -> None:
-        """pre_auth, then route, then pre_forward; a GatewayError stops the request."""
-        for fn, is_async in self.plans.pre_auth:
-            result = fn(ctx)
-            if is_async:
-                await result
+        """route, then pre_forward (pre_auth ran in the lifecycle, before the body was
+        read); a GatewayError stops the request, a ReadyResponse ends pre_forward."""
         decision: RoutingDecision | None = None
         for fn, _ in self.plans.route:
             decision = fn(ctx)
             if decision is not None:
+                # A copy: a router may return one cached decision for every request.
+                decision = RoutingDecision(list(decision.candidates), decision.reason)
                 break
         ctx.decision = decision if decision is not None else self.default_route(ctx.requested_model)
         for fn, is_async in self.plans.pre_forward:
             result = fn(ctx)
             if is_async:
                 await result
-        if ctx.response is None and not ctx.decision.candidates:
+            if ctx.response is not None:
+                return
+        if not ctx.decision.candidates:
             raise GatewayError(
                 503, "no_candidates", f"no provider is available for model '{ctx.requested_model}'"
             )
@@ -106,11 +110,16 @@ class Pipeline:
 
     # -- forwarding with failover ----------------------------------------------------------
     async def _failover(self, ctx: RequestContext, call: _Call[T]) -> T:
-        """Try the candidates in order, one Attempt each; a retryable UpstreamError moves
-        on to the next, any other error stops, the first success is the answer."""
+        """Try the candidates in order within the request's one deadline, one Attempt
+        each, `on_attempt` after each; a retryable UpstreamError moves on, any other
+        error stops, the first success is the answer. The candidate list is read afresh
+        after every attempt: `on_attempt` may drop a failing provider's other entries."""
         assert ctx.decision is not None
+        loop_time = asyncio.get_running_loop().time
         last: GatewayError | None = None
-        for candidate in ctx.decision.candidates:
+        tried: list[Candidate] = []
+        while (candidate := _untried(ctx.decision.candidates, tried)) is not None:
+            tried.append(candidate)
             attempt = Attempt(candidate.provider, candidate.model)
             ctx.attempts.append(attempt)
             provider = self.providers.get(candidate.provider)
@@ -121,82 +130,136 @@ class Pipeline:
                     "unknown_provider",
                     f"no provider named '{candidate.provider}' is configured",
                 )
+                await self._on_attempt(ctx, attempt)
                 continue
+            if loop_time() >= ctx.deadline:
+                attempt.status = 504
+                attempt.error = "deadline_exceeded"
+                await self._on_attempt(ctx, attempt)
+                raise _deadline_error(ctx)
+            if ctx.inbound == "anthropic":
+                adapt_body(ctx, provider)
             start = time.perf_counter()
+            ctx.attempting = True  # the disconnect sweeper enforces ctx.deadline now
             try:
                 result = await call(provider, ctx, candidate.model)
             except UpstreamError as err:
                 attempt.status = err.status
                 attempt.error = err.type
                 attempt.retryable = err.retryable
+                attempt.retry_after_s = retry_after_s(err.headers)
                 attempt.latency_ms = (time.perf_counter() - start) * 1000
+                await self._on_attempt(ctx, attempt)
                 last = err
                 if err.retryable:
                     continue
                 raise
+            except asyncio.CancelledError:
+                if not ctx.expired:
+                    raise
+                _uncancel()
+                attempt.status = 504
+                attempt.error = "deadline_exceeded"
+                attempt.latency_ms = (time.perf_counter() - start) * 1000
+                await self._on_attempt(ctx, attempt)
+                raise _deadline_error(ctx) from None
+            finally:
+                ctx.attempting = False
             attempt.status = 200
             attempt.latency_ms = (time.perf_counter() - start) * 1000
             ctx.provider = candidate.provider
             ctx.model = candidate.model
             ctx.status = 200
+            await self._on_attempt(ctx, attempt)
             return result
         raise last or GatewayError(503, "no_candidates", "no candidate could be tried")
 
+    async def _on_attempt(self, ctx: RequestContext, attempt: Attempt) -> None:
+        for fn, is_async in self.plans.on_attempt:
+            try:
+                result = fn(ctx, attempt)
+                if is_async:
+                    await result
+            except Exception as exc:
+                self._hook_failed("on_attempt", ctx, fn, exc)
+
     async def complete(self, ctx: RequestContext) -> bytes:
-        """A non-streamed answer (chat or embeddings) in canonical JSON."""
-        if ctx.response is not None:
-            ctx.status = ctx.response.status
-            return ctx.response.body
+        """A non-streamed answer (chat or embeddings), after `transform_response`."""
+        ready = ctx.response
+        if ready is not None:
+            ctx.wire = "openai"  # a ReadyResponse body is canonical
+            ctx.status = ready.status
+            for name, value in ready.headers.items():
+                ctx.add_header(name.lower(), value)
+            return ready.body
         call = _embeddings if ctx.endpoint == "embeddings" else _chat
-        return (await self._failover(ctx, call)).body
+        body = (await self._failover(ctx, call)).body
+        for fn, is_async in self.plans.transform_response:
+            result = fn(ctx, body)
+            if is_async:
+                result = await result
+            if result is not None:
+                body = result
+        return body
 
     async def open_stream(self, ctx: RequestContext) -> StreamHandle:
         """Open a stream and read its first event; a retryable failure before that event
         (nothing has reached the client yet) moves on to the next candidate."""
-        if ctx.response is not None:
-            ctx.status = ctx.response.status
-            events = _replay(ctx.response.body, ctx.include_usage)
-            return self._wrapped(ctx, events)
+        ready = ctx.response
+        if ready is not None:
+            ctx.wire = "openai"  # a ReadyResponse body is canonical
+            ctx.status = ready.status
+            for name, value in ready.headers.items():
+                ctx.add_header(name.lower(), value)
+            return self._wrapped(ctx, replay(ready.body, ctx.include_usage))
         start = time.perf_counter()
         first, stream = await self._failover(ctx, _open_stream)
         ctx.timings["upstream_first_event_ms"] = (time.perf_counter() - start) * 1000
-        return self._wrapped(ctx, _prepend(first, stream), base=stream)
+        handle = self._wrapped(ctx, _prepend(first, stream))
+        handle.layers.insert(0, stream)
+        return handle
 
-    def _wrapped(
-        self,
-        ctx: RequestContext,
-        events: AsyncIterator[bytes],
-        base: AsyncIterator[bytes] | None = None,
-    ) -> StreamHandle:
-        outer = events
+    def _wrapped(self, ctx: RequestContext, events: AsyncIterator[bytes]) -> StreamHandle:
+        layers = [events]
         for fn, _ in self.plans.wrap_stream:
-            wrapped = fn(ctx, outer)
+            wrapped = fn(ctx, layers[-1])
             if wrapped is not None:
-                outer = wrapped
-        return StreamHandle(outer, base or events)
+                layers.append(wrapped)
+        return StreamHandle(layers)
 
     # -- after the last byte -----------------------------------------------------------------
     async def finish(self, ctx: RequestContext) -> None:
         """Price the request, run post_response (every plugin, whatever the others do),
         and write the one log line."""
-        ctx.cost_usd = self.pricing.cost(ctx.model, ctx.usage) if ctx.model else 0.0
+        model = ctx.model
+        if model:
+            pricing = self.pricing
+            provider = self.providers.get(ctx.provider or "")
+            if provider is not None and pricing.price(model) is None:
+                model = provider.upstream_model(model)  # an alias: price the real model
+            ctx.cost_usd = pricing.cost(model, ctx.usage)
         for fn, is_async in self.plans.post_response:
             try:
                 result = fn(ctx)
                 if is_async:
                     await result
             except Exception as exc:
-                self.logger.error(
-                    "post_response_failed",
-                    request_id=ctx.request_id,
-                    hook=getattr(fn, "__qualname__", repr(fn)),
-                    error=repr(exc),
-                )
+                self._hook_failed("post_response", ctx, fn, exc)
         self.log(ctx)
+
+    def _hook_failed(self, hook: str, ctx: RequestContext, fn: Any, exc: Exception) -> None:
+        self.logger.error(
+            f"{hook}_failed",
+            request_id=ctx.request_id,
+            hook=getattr(fn, "__qualname__", repr(fn)),
+            error=repr(exc),
+        )
 
     def log(self, ctx: RequestContext) -> None:
         usage = ctx.usage
         err = ctx.error
+        last = ctx.attempts[-1] if ctx.attempts else None
+        latency = ctx.timings.get("latency_ms")
         self.request_log(
             self.logger,
             dict(
@@ -205,12 +268,14 @@ class Pipeline:
                 inbound=ctx.inbound,
                 endpoint=ctx.endpoint,
                 stream=ctx.stream,
-                requested_model=ctx.requested_model,
-                model=ctx.model,
-                provider=ctx.provider,
+                requested_model=ctx.requested_model or None,
+                model=ctx.model or (last.model if last else None),
+                provider=ctx.provider or (last.provider if last else None),
                 tenant=ctx.identity.tenant if ctx.identity else None,
                 attempts=len(ctx.attempts),
-                latency_ms=round(ctx.elapsed_ms(), 3),
+                upstream_status=last.status if last else None,
+                route_reason=ctx.decision.reason if ctx.decision else None,
+                latency_ms=round(latency if latency is not None else ctx.elapsed_ms(), 3),
                 ttfb_ms=round(ctx.timings["ttfb_ms"], 3) if "ttfb_ms" in ctx.timings else None,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
@@ -221,7 +286,38 @@ class Pipeline:
                 if err
                 else None,
             ),
+            "warning" if ctx.status >= 500 else "info",
         )
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+def _untried(candidates: list[Candidate], tried: list[Candidate]) -> Candidate | None:
+    """The first candidate not tried yet. `on_attempt` may edit the list between tries
+    (in place, or by assigning a new one, tried entries kept or not), so it is searched
+    afresh each time rather than walked by index; a candidate listed k times counts as
+    tried once it has been tried k times."""
+    if not tried:
+        return candidates[0] if candidates else None
+    left = list(tried)
+    for candidate in candidates:
+        if candidate in left:
+            left.remove(candidate)
+        else:
+            return candidate
+    return None
+
+
+def _deadline_error(ctx: RequestContext) -> GatewayError:
+    return GatewayError(
+        504,
+        "deadline_exceeded",
+        f"the request was not answered within its deadline ({len(ctx.attempts)} attempt(s))",
+    )
 
 
 _Call = Callable[[Provider, RequestContext, str], Awaitable[T]]
@@ -260,59 +356,3 @@ async def _aclose(it: AsyncIterator[bytes]) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-class _Message(msgspec.Struct):
-    content: str | None = None
-    role: str = "assistant"
-
-
-class _Choice(msgspec.Struct):
-    message: _Message
-    index: int = 0
-    finish_reason: str | None = "stop"
-
-
-class _Completion(msgspec.Struct):
-    choices: list[_Choice]
-    id: str = "chatcmpl-ready"
-    created: int = 0
-    model: str = ""
-    usage: dict[str, Any] | None = None
-
-
-_encode = msgspec.json.Encoder().encode
-
-
-async def _replay(body: bytes, include_usage: bool) -> AsyncIterator[bytes]:
-    """A complete chat.completion (from a cache, say) as a short canonical stream."""
-    doc = msgspec.json.decode(body, type=_Completion)
-    base = {
-        "id": doc.id,
-        "object": "chat.completion.chunk",
-        "created": doc.created,
-        "model": doc.model,
-    }
-    for choice in doc.choices:
-        delta = {"role": choice.message.role, "content": choice.message.content or ""}
-        yield format_event(
-            _encode(
-                {
-                    **base,
-                    "choices": [{"index": choice.index, "delta": delta, "finish_reason": None}],
-                }
-            )
-        )
-        yield format_event(
-            _encode(
-                {
-                    **base,
-                    "choices": [
-                        {"index": choice.index, "delta": {}, "finish_reason": choice.finish_reason}
-                    ],
-                }
-            )
-        )
-    if include_usage and doc.usage is not None:
-        yield format_event(_encode({**base, "choices": [], "usage": doc.usage}))
-    yield DONE

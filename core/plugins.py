@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 import pluggy
@@ -23,8 +23,20 @@ import pluggy
 from . import hookspecs
 from .config import Config, ConfigError, PluginEntry, convert_table
 from .services import Services
+from .store import Migration
 
-__all__ = ["ENTRY_POINT_GROUP", "EmptyConfig", "HookPlans", "Plan", "Plugin", "load_plugins"]
+if TYPE_CHECKING:
+    from .providers.base import Provider
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EmptyConfig",
+    "HookPlans",
+    "Plan",
+    "Plugin",
+    "find_plugin_classes",
+    "make_plugins",
+]
 
 ENTRY_POINT_GROUP = "interlock.plugins"
 
@@ -46,6 +58,12 @@ class Plugin:
     # True when the plugin keeps per-request state in the counters store (rate limits,
     # budgets): then more than one worker needs a shared counters URL.
     needs_shared_counters: ClassVar[bool] = False
+    # The plugin's tables, as numbered schema versions: the store applies the missing
+    # ones at start-up (recorded per plugin name), before the plugin is constructed.
+    migrations: ClassVar[tuple[Migration, ...]] = ()
+    # New wire formats usable as `kind` in [[providers]]: read from the class before any
+    # plugin is made, because every plugin receives the finished providers.
+    provider_kinds: ClassVar[dict[str, type[Provider]]] = {}
 
     def __init__(self, config: Any, services: Services) -> None:
         self.config = config
@@ -60,13 +78,23 @@ Plan = tuple[Step, ...]
 class HookPlans:
     """Each per-request hook's implementations in call order, frozen at start-up."""
 
-    __slots__ = ("post_response", "pre_auth", "pre_forward", "route", "wrap_stream")
+    __slots__ = (
+        "on_attempt",
+        "post_response",
+        "pre_auth",
+        "pre_forward",
+        "route",
+        "transform_response",
+        "wrap_stream",
+    )
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pre_auth = _plan(pm, "pre_auth")
         self.route = _plan(pm, "route")
         self.pre_forward = _plan(pm, "pre_forward")
+        self.on_attempt = _plan(pm, "on_attempt")
         self.wrap_stream = _plan(pm, "wrap_stream")
+        self.transform_response = _plan(pm, "transform_response")
         self.post_response = _plan(pm, "post_response")
 
 
@@ -76,8 +104,18 @@ def _plan(pm: pluggy.PluginManager, hook: str) -> Plan:
     steps: list[Step] = []
     for impl in reversed(caller.get_hookimpls()):
         fn = impl.function
+        if hook in _SYNC_ONLY and (
+            inspect.iscoroutinefunction(fn) or (hook == "route" and _is_async(fn))
+        ):
+            raise ConfigError(
+                f"[plugins.{impl.plugin_name}]: `{hook}` must be a plain `def`: it runs on "
+                "every request and may do no I/O (state-dependent choices belong in pre_forward)"
+            )
         steps.append((_adapt(fn, impl.argnames, hook), _is_async(fn)))
     return tuple(steps)
+
+
+_SYNC_ONLY = {"route", "wrap_stream"}
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -88,8 +126,10 @@ _SPEC_ARGS = {
     "pre_auth": ("ctx",),
     "route": ("ctx",),
     "pre_forward": ("ctx",),
-    "post_response": ("ctx",),
+    "on_attempt": ("ctx", "attempt"),
     "wrap_stream": ("ctx", "stream"),
+    "transform_response": ("ctx", "body"),
+    "post_response": ("ctx",),
 }
 
 
@@ -109,14 +149,16 @@ def make_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def load_plugins(config: Config, services: Services) -> tuple[pluggy.PluginManager, list[Any]]:
-    """Make every enabled plugin in plugins.toml order and register it with pluggy.
+PluginClass = tuple[PluginEntry, type[Any], Any]  # (table, class, its converted settings)
 
-    Disabled plugins are never imported. Registration runs in reverse order because
-    pluggy calls the last registered first; `HookPlans` then reads plugins.toml order.
+
+def find_plugin_classes(config: Config) -> list[PluginClass]:
+    """Import every enabled plugin's class, in plugins.toml order, without making any.
+
+    Disabled plugins are never imported. A class whose `name` is not its table's name is
+    refused here, naming both: otherwise a renamed plugin would silently do nothing.
     """
-    pm = make_plugin_manager()
-    made: list[tuple[str, Any]] = []
+    found: list[PluginClass] = []
     available: dict[str, Any] | None = None
     for entry in config.plugins:
         if not entry.enabled:
@@ -124,7 +166,42 @@ def load_plugins(config: Config, services: Services) -> tuple[pluggy.PluginManag
         if entry.path is None and available is None:
             available = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
         cls = _find_class(entry, config, available or {})
-        made.append((entry.name, _instantiate(cls, entry, config, services)))
+        declared = getattr(cls, "name", "")
+        if declared != entry.name:
+            raise ConfigError(
+                f"{config.source}: [plugins.{entry.name}]: the plugin class "
+                f"{cls.__module__}.{cls.__qualname__} is named '{declared}', not "
+                f"'{entry.name}': rename the table or the class's `name`"
+            )
+        found.append((entry, cls, _settings(cls, entry, config)))
+    _check_hook_names(config, found)
+    return found
+
+
+def _check_hook_names(config: Config, found: list[PluginClass]) -> None:
+    """A hookimpl whose name is no hook (a typo) is refused before anything is made."""
+    pm = make_plugin_manager()
+    for entry, cls, _ in found:
+        pm.register(cls, name=entry.name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise ConfigError(f"{config.source}: {exc}") from None
+
+
+def make_plugins(
+    config: Config, classes: list[PluginClass], services: Services
+) -> tuple[pluggy.PluginManager, list[Any]]:
+    """Make the plugins (services are complete by now) and register them with pluggy.
+
+    Registration runs in reverse order because pluggy calls the last registered first;
+    `HookPlans` then reads plugins.toml order.
+    """
+    pm = make_plugin_manager()
+    made = [
+        (entry.name, _instantiate(cls, settings, entry, config, services))
+        for entry, cls, settings in classes
+    ]
     for name, instance in reversed(made):
         pm.register(instance, name=name)
     try:
@@ -167,35 +244,42 @@ def _class_from_file(entry: PluginEntry, base_dir: Path, where: str) -> type[Any
         spec.loader.exec_module(module)
     except Exception as exc:
         raise ConfigError(f"{where} key `path`: {path} failed to import: {exc}") from exc
-    candidates = [
+    # Classes defined in the file itself (an imported base class never counts).
+    defined = [
         obj
         for obj in vars(module).values()
-        if isinstance(obj, type)
-        and obj.__module__ == module_name
-        and getattr(obj, "name", None) == entry.name
+        if isinstance(obj, type) and obj.__module__ == module_name and hasattr(obj, "name")
     ]
-    if not candidates and isinstance(getattr(module, "Plugin", None), type):
-        candidates = [module.Plugin]
-    if len(candidates) != 1:
-        raise ConfigError(
-            f'{where} key `path`: {path} must define one class with name = "{entry.name}"'
-        )
-    return candidates[0]
+    named = [obj for obj in defined if obj.name == entry.name]
+    if len(named) == 1:
+        return named[0]
+    if len(named) == 0 and len(defined) == 1:
+        return defined[0]  # refused by the name check, which names both
+    raise ConfigError(
+        f'{where} key `path`: {path} must define one class with name = "{entry.name}"'
+    )
 
 
-def _instantiate(cls: type[Any], entry: PluginEntry, config: Config, services: Services) -> Any:
+def _settings(cls: type[Any], entry: PluginEntry, config: Config) -> Any:
+    """The plugin's table converted into its `Config` Struct (a typo names the key)."""
     config_type = getattr(cls, "Config", None)
     table = f"plugins.{entry.name}"
     if config_type is None:
         if entry.settings:
             key = next(iter(entry.settings))
             raise ConfigError(f"{config.source}: [{table}] key `{key}`: unknown key")
-        settings: Any = None
-    else:
-        settings = convert_table(entry.settings, config_type, source=config.source, table=table)
+        return None
+    return convert_table(entry.settings, config_type, source=config.source, table=table)
+
+
+def _instantiate(
+    cls: type[Any], settings: Any, entry: PluginEntry, config: Config, services: Services
+) -> Any:
     try:
         return cls(settings, services)
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"{config.source}: [{table}]: plugin failed to start: {exc}") from exc
+        raise ConfigError(
+            f"{config.source}: [plugins.{entry.name}]: plugin failed to start: {exc}"
+        ) from exc

@@ -65,8 +65,9 @@ class TrustedProxies:
 
 
 def create_served_app() -> Any:
-    """The app `interlock serve` runs (both profiles, every worker): the gateway from the
-    environment, behind `TrustedProxies` only when `[server] trusted_proxies` lists any."""
+    """The app `interlock serve` runs (both profiles, every worker; core/serving.py): the
+    gateway from the environment, behind `TrustedProxies` only when `[server]
+    trusted_proxies` lists any."""
     from .app import create_app_from_env
 
     app = create_app_from_env()

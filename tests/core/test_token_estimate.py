@@ -38,16 +38,16 @@ def test_four_characters_a_token(text: str | bytes, tokens: int) -> None:
 
 def context_of(raw: bytes) -> RequestContext:
     decoded = AnthropicMessages().decode(raw, {})
-    return RequestContext(
+    ctx = RequestContext(
         request_id="r",
         inbound="anthropic",
         endpoint="chat",
         path="/v1/messages",
         headers={},
         client=None,
-        raw=decoded.raw,
-        body=decoded.head,
     )
+    ctx.set_body(decoded.raw, decoded.head)
+    return ctx
 
 
 @pytest.mark.parametrize(
@@ -63,12 +63,11 @@ def context_of(raw: bytes) -> RequestContext:
     ],
 )
 def test_count_tokens_is_the_estimate_for_the_same_request(request_body: dict) -> None:
-    counted = msgspec.json.decode(
-        AnthropicMessages().count_tokens(msgspec.json.encode(request_body))
-    )
-    ctx = context_of(msgspec.json.encode({**request_body, "max_tokens": 1}))
+    raw = msgspec.json.encode({**request_body, "max_tokens": 1})
+    counted = msgspec.json.decode(AnthropicMessages().count_tokens(raw))
+    ctx = context_of(raw)  # the same request sent to /v1/messages
     assert counted == {"input_tokens": estimate_prompt_tokens(ctx)}
-    assert counted["input_tokens"] == -(-len(ctx.raw.decode()) // 4)
+    assert counted["input_tokens"] == -(-len(raw.decode()) // 4)  # characters, not bytes
 
 
 async def test_count_tokens_endpoint(tmp_path: Path) -> None:
