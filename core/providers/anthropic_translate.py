@@ -12,6 +12,7 @@ from .canonical import (
     add_turn,
     bad_request,
     data_url,
+    is_text_part,
     messages_of,
     parse_arguments,
     stop_sequences,
@@ -20,6 +21,7 @@ from .canonical import (
 )
 
 __all__ = ["FINISH_REASONS", "STATUS_BY_ERROR_TYPE", "anthropic_request", "image_source"]
+
 
 # Anthropic stop_reason -> OpenAI finish_reason.
 FINISH_REASONS = {
@@ -86,7 +88,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return "".join(p["text"] for p in content if isinstance(p, dict) and is_text_part(p))
     return ""
 
 

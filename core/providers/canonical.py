@@ -26,6 +26,7 @@ __all__ = [
     "completion_body",
     "data_url",
     "ended_early",
+    "is_text_part",
     "messages_of",
     "parse_arguments",
     "stop_sequences",
@@ -58,6 +59,11 @@ def messages_of(payload: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
         if role not in ("system", "developer", "user", "assistant", "tool"):
             raise bad_request(f"unknown role {role!r}", where + ".role")
         yield where, role, message
+
+
+def is_text_part(part: dict[str, Any]) -> bool:
+    """A content part whose `text` a join can use (a client may send null or a number)."""
+    return isinstance(part.get("text"), str)
 
 
 def tool_calls_of(message: dict[str, Any], where: str) -> list[ToolCall]:

@@ -14,6 +14,7 @@ from .canonical import (
     add_turn,
     bad_request,
     data_url,
+    is_text_part,
     messages_of,
     parse_arguments,
     stop_sequences,
@@ -22,6 +23,7 @@ from .canonical import (
 )
 
 __all__ = ["FINISH_REASONS", "gemini_request"]
+
 
 # Gemini finishReason -> OpenAI finish_reason (anything else is "stop").
 FINISH_REASONS = {
@@ -82,7 +84,7 @@ def _image(url: Any, where: str) -> dict[str, Any]:
 
 def _tool_response(content: Any) -> dict[str, Any]:
     if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = "".join(p["text"] for p in content if isinstance(p, dict) and is_text_part(p))
     if isinstance(content, str):
         try:
             value = _decode_any(content)

@@ -22,7 +22,7 @@ from ..context import RequestContext, Usage
 from ..errors import UpstreamError
 from ..sse import DONE, format_event
 from .base import Provider, ProviderReply, estimate_tokens
-from .canonical import ToolCall
+from .canonical import ToolCall, is_text_part
 from .mock_tools import mock_tool_call
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "mock_completion",
     "mock_embeddings",
 ]
+
 
 _WORDS = (
     "the",
@@ -100,7 +101,7 @@ def prompt_text(messages: list[Any]) -> str:
         if isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):
-            parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+            parts.extend(p["text"] for p in content if isinstance(p, dict) and is_text_part(p))
     return "\n".join(parts)
 
 

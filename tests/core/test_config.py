@@ -192,13 +192,40 @@ def test_check_config_warns_about_literal_secrets_without_the_value(
 
 
 async def test_serve_warns_about_literal_secrets_at_start_up(tmp_path: Path) -> None:
-    from tests.core.test_cli import interlock
+    """The warning is one of the operator's lines on stderr, before the server runs
+    (JSON, as every line `serve` prints with the default log format)."""
+    import asyncio
+    import os
+    import signal
+
+    from tests.core.test_cli import RUNNING
+    from tests.support import GUARD
 
     path = write(tmp_path, LITERAL + f'[store]\nurl = "sqlite:///{tmp_path}/x.db"\n')
-    async with interlock("serve", "--config", str(path), cwd=tmp_path) as (_, out):
-        pass
-    lines = [msgspec.json.decode(line) for line in out if line.startswith(b"{")]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "interlock.core.cli",
+        "serve",
+        "--config",
+        str(path),
+        "--port",
+        "0",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    assert proc.stderr is not None
+    before: list[bytes] = []
+    while not before or not RUNNING.search(before[-1]):
+        line = await asyncio.wait_for(proc.stderr.readline(), GUARD)
+        assert line, b"".join(before).decode()
+        before.append(line)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), GUARD)
+    lines = [msgspec.json.decode(line) for line in before if line.startswith(b"{")]
     [warning] = [line for line in lines if line["event"] == "literal_secret"]
     assert warning["level"] == "warning"
     assert warning["where"] == "[providers 'openai'] key `api_key`"
-    assert all(CANARY.encode() not in line for line in out)
+    assert CANARY.encode() not in b"".join(before) + stdout + stderr

@@ -289,6 +289,23 @@ def test_translators_refuse_malformed_values_naming_them(
     assert caught.value.param == param
 
 
+@pytest.mark.parametrize("text", [None, 5, ["x"]], ids=["null", "number", "list"])
+def test_a_text_part_that_is_not_text_is_never_a_500(
+    served: tuple[FakeUpstream, str], text: object
+) -> None:
+    """Found by the fuzz test: the mock joined `{"type": "text", "text": null}` (a
+    TypeError, so a 500); the translators' tool-result joins did the same."""
+    _, gw = served
+    parts = [{"type": "text", "text": text}, {"type": "text", "text": "hi"}]
+    body = {"model": "m", "messages": [{"role": "user", "content": parts}]}
+    resp = send(gw, "/v1/chat/completions", msgspec.json.encode(body))
+    assert resp.status_code == 200, resp.text
+    tool = {"role": "tool", "tool_call_id": "c", "content": parts}
+    assert anthropic_request({"messages": [tool]}, "claude", False, 10)["messages"][0][
+        "content"
+    ] == [{"type": "tool_result", "tool_use_id": "c", "content": "hi"}]
+
+
 # -- the byte checks on their own --------------------------------------------------------
 @pytest.mark.parametrize(
     ("raw", "refused"),
