@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from .config import CONFIG_ENV, DEMO_ENV, Config, ConfigError, load_config
+from .config import CONFIG_ENV, DEMO_ENV, Config, ConfigError, literal_secrets, load_config
 
 __all__ = ["COMMANDS_GROUP", "main"]
 
@@ -151,6 +151,8 @@ def _validate(config: Config) -> Any:
 
 def _check(path: str | None) -> int:
     config = load_config(path)
+    for where in literal_secrets(config):
+        print(f"interlock: warning: {config.source}: {where}: {LITERAL_SECRET}", file=sys.stderr)
     gateway = _validate(config)
     names = ", ".join(gateway.providers) or "none"
     plugins = ", ".join(e.name for e in config.plugins if e.enabled) or "none"
@@ -178,6 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[DEMO_ENV] = "1"  # load_config turns tenant_auth on, here and in workers
     config = load_config()
     _apply_overrides(config, args)
+    _warn_literal_secrets(config)
     # Validate plugins and providers before any worker starts; the workers log what they
     # find (a skipped provider), so this check stays quiet below errors.
     quiet = msgspec.structs.replace(
@@ -251,6 +254,17 @@ def _implements(cls: type[Any], hook: str) -> bool:
         if opts is not None and (opts.get("specname") or value.__name__) == hook:
             return True
     return any(_implements(base, hook) for base in cls.__bases__ if base is not object)
+
+
+LITERAL_SECRET = "a literal secret; write env:NAME and set the variable NAME instead"
+
+
+def _warn_literal_secrets(config: Config) -> None:
+    """One warning line per literal secret in plugins.toml (JSON when the log format is),
+    naming the table and key, never the value."""
+    for where in literal_secrets(config):
+        message = f"{config.source}: {where}: {LITERAL_SECRET}"
+        say(config, "literal_secret", message, level="warning", where=where)
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace) -> None:

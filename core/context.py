@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from .validate import invalid_request
+
 __all__ = [
     "Attempt",
     "Candidate",
@@ -40,7 +42,9 @@ class ChatHead(msgspec.Struct, omit_defaults=True):
     model: str
     messages: list[msgspec.Raw]
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    # UNSET when the key is absent, None when the client sent null: the OpenAI adapter's
+    # include_usage splice must not add a second key next to a null one.
+    stream_options: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
     # `Raw | None` would accept only null (msgspec cannot put Raw in a union): a Raw field
     # whose default is None keeps "absent" as None and any present value as raw bytes.
     metadata: msgspec.Raw = None  # type: ignore[assignment]
@@ -287,7 +291,10 @@ class RequestContext:
             spliced = _splice_model(self.raw, self.requested_model, extra["model"])
             if spliced is not None:
                 return spliced
-        top = _decode_top(self.raw)
+        try:
+            top = _decode_top(self.raw)
+        except (msgspec.MsgspecError, RecursionError) as exc:
+            raise invalid_request(exc) from None
         if self.overrides:
             top.update(self.overrides)
         if extra:
@@ -301,7 +308,12 @@ class RequestContext:
         that read message text. The pass-through path never calls it.
         """
         if self._payload is None:
-            data: dict[str, Any] = _decode_any(self.raw)
+            # The inbound checks passed, but skipped parts may still hold what Python
+            # objects cannot (a lone surrogate escape, a number out of range): a 400.
+            try:
+                data: dict[str, Any] = _decode_any(self.raw)
+            except (msgspec.MsgspecError, RecursionError) as exc:
+                raise invalid_request(exc) from None
             if self.overrides:
                 data.update(self.overrides)
             self._payload = data

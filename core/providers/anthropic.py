@@ -122,6 +122,7 @@ class AnthropicProvider(HttpProvider):
     wires: ClassVar[frozenset[str]] = frozenset({"anthropic"})
     Options = AnthropicOptions
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com/v1"
+    api_versions = ("/v1",)  # `https://api.anthropic.com` works too, as in the SDK
 
     def headers(self) -> dict[str, str]:
         options: AnthropicOptions = self.options

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote, urlsplit
 
 import msgspec
 
@@ -32,7 +33,10 @@ __all__ = [
     "client_key",
     "cut_off_usage",
     "estimate_prompt_tokens",
+    "estimate_tokens",
     "estimated_usage",
+    "path_segment",
+    "redirect_refused",
     "scrub",
     "sse_data",
     "upstream_error",
@@ -129,11 +133,20 @@ class HttpProvider(Provider):
     """A provider reached over HTTP through the shared upstream client."""
 
     requires_key = True
+    # True when the upstream model name goes into the URL path (Gemini, Azure): then
+    # every listed model and model_map value must be a safe path segment.
+    model_in_path: ClassVar[bool] = False
+    # The API version paths a base_url may end with; one that ends with none of them is
+    # the host as the vendor's SDKs take it (`https://api.anthropic.com`), and the first
+    # is appended. Empty: base_url is used as configured.
+    api_versions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, config: ProviderConfig, *, client_kind: str = "httpx", source: str = ""
     ) -> None:
         super().__init__(config, client_kind=client_kind, source=source)
+        if self.base_url and self.api_versions and not self.base_url.endswith(self.api_versions):
+            self.base_url += self.api_versions[0]
         if not self.base_url:
             raise ConfigError(
                 f"{source}: [providers '{config.name}'] key `base_url`: "
@@ -154,6 +167,19 @@ class HttpProvider(Provider):
         self._json_headers: dict[str, str] | None = None
         self._key_header = ""
         self._key_prefix = ""
+        if self.model_in_path:
+            self._check_path_models(source)
+
+    def _check_path_models(self, source: str) -> None:
+        named = [("models", m) for m in self.config.models if m != "*"]
+        named += [("model_map", m) for m in self.config.model_map.values()]
+        for key, model in named:
+            try:
+                path_segment(model)
+            except GatewayError as err:
+                raise ConfigError(
+                    f"{source}: [providers '{self.name}'] key `{key}`: {err.message}"
+                ) from None
 
     def json_headers(
         self, key_header: str, prefix: str = "", extra: Mapping[str, str] | None = None
@@ -240,13 +266,16 @@ class HttpProvider(Provider):
         ctx: RequestContext,
     ) -> UpstreamResponse:
         resp = await self.client.send("POST", url, self.keyed(ctx, headers), body, stream=stream)
-        if resp.status >= 400:
+        if resp.status >= 300:
             try:
                 err_body = await resp.read()
             finally:
                 await resp.aclose()
+            path = urlsplit(url).path
+            if resp.status < 400:
+                raise redirect_refused(self, resp.status, path)
             message, type_ = self.error_message(err_body)
-            raise upstream_error(self, resp.status, resp.headers, message, type_)
+            raise upstream_error(self, resp.status, resp.headers, message, type_, path=path)
         return resp
 
     async def chat(self, ctx: RequestContext, model: str) -> ProviderReply:
@@ -353,15 +382,52 @@ def scrub(message: str, secrets: list[str]) -> str:
     return message[:1000]
 
 
+def path_segment(value: str, field: str = "model") -> str:
+    """`value` as one URL path segment (every reserved character quoted), or a 400 naming
+    `field`: an empty name, `.` or `..` (which clients and servers normalise into another
+    path on the same host), or a `/` or `\\` would put the request somewhere else."""
+    if not value.strip(".") or "/" in value or "\\" in value:
+        raise GatewayError(
+            400,
+            "invalid_request_error",
+            f"`{field}` {value[:100]!r} cannot be used in a URL path "
+            "(it must not be empty, '.' or '..', nor contain '/' or '\\')",
+            param=field,
+        )
+    return quote(value, safe="")
+
+
+def redirect_refused(provider: Provider, status: int, path: str) -> UpstreamError:
+    """A 3xx: never followed (it would send the key and the prompt to another address).
+    Retryable, like a refused key: the operator's problem, another candidate may work."""
+    return UpstreamError(
+        502,
+        "upstream_error",
+        f"provider '{provider.name}' answered HTTP {status} (a redirect) for POST "
+        f"{scrub(path, provider.secrets())}; the gateway never follows redirects: "
+        "check its base_url",
+        retryable=True,
+        upstream_status=status,
+    )
+
+
 def upstream_error(
-    provider: Provider, status: int, headers: Mapping[str, str], message: str, type_: str | None
+    provider: Provider,
+    status: int,
+    headers: Mapping[str, str],
+    message: str,
+    type_: str | None,
+    *,
+    path: str | None = None,
 ) -> UpstreamError:
     """An upstream's error status as the caller should see it, and whether to fail over.
 
     429 stays 429 (Retry-After kept); 401/403 mean *our* key was refused, which is the
     operator's problem, so the caller gets a 502 without the upstream's text (it may echo
     part of the key); 408 and timeouts are 504; 503/529 overloaded are 503; other 5xx
-    are 502. Client errors (400, 404, 422) keep their status and are not retried.
+    are 502. Client errors (400, 404, 422) keep their status and are not retried; a 404
+    names the URL `path` that failed (never its query string, never the key), since a
+    wrong base_url is the usual cause.
     """
     name = provider.name
     text = scrub(message, provider.secrets()) or f"HTTP {status}"
@@ -408,10 +474,12 @@ def upstream_error(
             upstream_status=status,
         )
     if status == 404:
+        said = scrub(message, provider.secrets())
+        where = f" for POST {scrub(path, provider.secrets())}" if path else ""
         return UpstreamError(
             404,
-            "model_not_found" if "model" in text.lower() else "not_found_error",
-            f"provider '{name}': {text}",
+            "model_not_found" if "model" in said.lower() else "not_found_error",
+            f"provider '{name}' answered HTTP 404{where}" + (f": {said}" if said else ""),
             retryable=False,
             upstream_status=status,
         )
@@ -424,9 +492,22 @@ def upstream_error(
     )
 
 
+def estimate_tokens(text: str | bytes) -> int:
+    """The gateway's one token estimate, wherever no tokenizer count exists: about four
+    characters a token (rounded up, at least 1), the average of the providers' own
+    tokenizers on English text. Bytes are counted as the UTF-8 characters they encode."""
+    if isinstance(text, bytes):
+        chars = len(text) if text.isascii() else len(text.decode("utf-8", "replace"))
+    else:
+        chars = len(text)
+    return max(1, -(-chars // 4))
+
+
 def estimate_prompt_tokens(ctx: RequestContext) -> int:
-    """A rough count (4 bytes a token) for when a provider reports no usage."""
-    return max(1, len(ctx.raw) // 4)
+    """The prompt of a request whose provider reported no usage (a stream cut off, Gemini
+    embeddings): `estimate_tokens` over the request body as the gateway holds it (the
+    client's JSON; an Anthropic-format request's translation), as `count_tokens` does."""
+    return estimate_tokens(ctx.raw)
 
 
 def estimated_usage(ctx: RequestContext, completion_events: int) -> Usage:
