@@ -1,0 +1,211 @@
+"""In-process counters (`memory://`): plain dicts on the event loop, for one worker.
+
+No primitive awaits anything, so each runs to completion before another request's code
+can: atomic without a lock. They run on every request, so they stay cheap: no locks, no
+background task, no allocation beyond the answer. TTLs are expiry times on an injectable
+monotonic clock (tests move a fake one), checked lazily when a key is read; a sweep after
+every N writes (N = the number of keys, at least 1,024) drops expired keys nobody reads
+again, so memory follows the live keys at an amortised O(1) per write.
+
+This module must never await, sleep or start a task inside a primitive.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from . import CounterError, RateResult, Reservation, check_rate_args, check_ttl
+
+__all__ = ["MemoryCounters"]
+
+_TOLERANCE = 1e-9  # relative: float noise never refuses an exact fit nor admits a whole unit
+_MIN_SWEEP = 1024  # writes between sweeps of expired keys, at least
+
+_Value = float | str | tuple[float, float]  # a number, a string, a rate bucket (level, when)
+
+
+def _ceil_us(seconds: float) -> float:
+    """Round up to the microsecond, as the Redis backend must (its clock is in µs)."""
+    return math.ceil(seconds * 1e6) / 1e6
+
+
+def _fits(used: float, limit: float) -> bool:
+    return used <= limit + _TOLERANCE * max(1.0, abs(limit))
+
+
+class MemoryCounters:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = "memory://"
+        self._clock = clock
+        self._values: dict[str, _Value] = {}
+        self._expires: dict[str, float] = {}  # key -> clock time it dies
+        self._writes = 0
+        self._sweep_after = _MIN_SWEEP
+
+    # -- rate limits (GCRA) -------------------------------------------------------------
+    def _level(self, key: str, now: float, interval: float) -> float:
+        """The bucket's level in units now: what it held, drained at one unit per interval."""
+        state = self._values.get(key)
+        if state is None:
+            return 0.0
+        if type(state) is not tuple:
+            raise CounterError(f"counter key {key!r} does not hold a rate bucket")
+        level, when = state
+        level -= (now - when) / interval
+        return level if level > 0.0 else 0.0
+
+    def _keep_bucket(self, key: str, level: float, now: float, interval: float) -> None:
+        self._values[key] = (level, now)
+        self._expires[key] = now + level * interval  # drained: the same as absent
+        self._wrote(now)
+
+    async def rate(self, key: str, limit: int, period_s: float, cost: int = 1) -> RateResult:
+        check_rate_args(limit, period_s, cost)
+        now = self._clock()
+        interval = period_s / limit
+        level = self._level(key, now, interval)
+        tolerance = limit * _TOLERANCE
+        after = level + cost
+        if after <= limit + tolerance:
+            if cost:
+                self._keep_bucket(key, after, now, interval)
+            remaining = math.floor(limit - after + tolerance)
+            return RateResult(True, limit, remaining, 0.0, after * interval)
+        retry = math.inf if cost > limit else _ceil_us((after - limit) * interval)
+        remaining = max(0, math.floor(limit - level + tolerance))
+        return RateResult(False, limit, remaining, retry, level * interval)
+
+    async def rate_adjust(self, key: str, limit: int, period_s: float, delta: int) -> None:
+        check_rate_args(limit, period_s, 0)
+        now = self._clock()
+        interval = period_s / limit
+        level = self._level(key, now, interval) + delta
+        if level > 0.0:
+            self._keep_bucket(key, level, now, interval)
+        else:
+            self._drop(key)
+
+    # -- numbers -------------------------------------------------------------------------
+    async def reserve(
+        self, key: str, amount: float, limit: float, ttl_s: float | None = None
+    ) -> Reservation:
+        if amount < 0:
+            raise ValueError(f"reserve amount must be >= 0, got {amount}")
+        check_ttl(ttl_s)
+        now = self._clock()
+        current = self._number(key, now)
+        used = current + amount
+        if _fits(used, limit):
+            self._keep_number(key, used, now, ttl_s)
+            return Reservation(True, used, limit)
+        return Reservation(False, current, limit)
+
+    async def settle(
+        self, key: str, reserved: float, actual: float, ttl_s: float | None = None
+    ) -> float:
+        check_ttl(ttl_s)
+        now = self._clock()
+        value = self._number(key, now) + (actual - reserved)
+        if value < 0.0:
+            value = 0.0
+        self._keep_number(key, value, now, ttl_s)
+        return value
+
+    async def incr(self, key: str, amount: float = 1.0, ttl_s: float | None = None) -> float:
+        check_ttl(ttl_s)
+        now = self._clock()
+        value = self._number(key, now) + amount
+        self._keep_number(key, value, now, ttl_s)
+        return value
+
+    async def get(self, key: str) -> float:
+        return self._number(key, self._clock())
+
+    async def set_if_absent(self, key: str, value: float, ttl_s: float | None = None) -> bool:
+        check_ttl(ttl_s)
+        now = self._clock()
+        if self._live(key, now) is not None:
+            return False
+        self._set(key, float(value), now, ttl_s)
+        return True
+
+    # -- small strings -------------------------------------------------------------------
+    async def put(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        check_ttl(ttl_s)
+        self._set(key, value, self._clock(), ttl_s)
+
+    async def fetch(self, key: str) -> str | None:
+        value = self._live(key, self._clock())
+        if value is None or type(value) is str:
+            return value
+        raise CounterError(f"counter key {key!r} does not hold a string")
+
+    async def claim(self, key: str, value: str, ttl_s: float) -> bool:
+        check_ttl(ttl_s)
+        now = self._clock()
+        if self._live(key, now) is not None:
+            return False
+        self._set(key, value, now, ttl_s)
+        return True
+
+    async def delete(self, key: str) -> None:
+        self._drop(key)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+    # -- storage -------------------------------------------------------------------------
+    def _live(self, key: str, now: float) -> _Value | None:
+        dies = self._expires.get(key)
+        if dies is not None and dies <= now:
+            self._drop(key)
+            return None
+        return self._values.get(key)
+
+    def _number(self, key: str, now: float) -> float:
+        value = self._live(key, now)
+        if value is None:
+            return 0.0
+        if type(value) is not float:
+            raise CounterError(f"counter key {key!r} does not hold a number")
+        return value
+
+    def _keep_number(self, key: str, value: float, now: float, ttl_s: float | None) -> None:
+        """Write a number; a TTL only when the key has none (the window's first write)."""
+        self._values[key] = value
+        if ttl_s is not None and key not in self._expires:
+            self._expires[key] = now + ttl_s
+        self._wrote(now)
+
+    def _set(self, key: str, value: _Value, now: float, ttl_s: float | None) -> None:
+        """Write like Redis's SET: the value and its TTL (or none) replace what was there."""
+        self._values[key] = value
+        if ttl_s is None:
+            self._expires.pop(key, None)
+        else:
+            self._expires[key] = now + ttl_s
+        self._wrote(now)
+
+    def _drop(self, key: str) -> None:
+        self._values.pop(key, None)
+        self._expires.pop(key, None)
+
+    def _wrote(self, now: float) -> None:
+        self._writes += 1
+        if self._writes >= self._sweep_after:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        for key in [key for key, dies in self._expires.items() if dies <= now]:
+            self._drop(key)
+        self._writes = 0
+        self._sweep_after = max(_MIN_SWEEP, len(self._values))
+
+    def __len__(self) -> int:
+        """Keys held, expired or not yet swept (for tests and metrics)."""
+        return len(self._values)
