@@ -4,13 +4,13 @@ Every primitive is ONE round trip: a Lua script (loaded once at start-up, then c
 its SHA) where a read-modify-write must be atomic, one plain command where one suffices.
 Rate limits read the Redis server's own clock (TIME, in µs) inside the script, so
 replicas with skewed clocks agree. Numbers are doubles written with 17 significant
-digits, so the arithmetic is bit for bit the memory backend's.
+digits, so reserve, settle and incr compute bit for bit what the memory backend does.
 
 A hung Redis must not hang requests: sockets time out (1 s by default), a bounded pool
-makes a burst queue for a connection rather than open thousands, and nothing is retried
-(a script whose reply was lost may have run: retrying a reservation could charge it
-twice). Every failure becomes `CounterError` (`raise ... from exc`); the plugin decides
-whether to fail open or closed.
+makes a burst queue for a connection (5 s at most) rather than open thousands, and
+nothing is retried (a script whose reply was lost may have run: retrying a reservation
+could charge it twice). Every failure becomes `CounterError` (`raise ... from exc`);
+the plugin decides whether to fail open or closed.
 
 This module must never log, and never show the URL's password: messages name host:port.
 """
@@ -153,8 +153,16 @@ class RedisCounters:
         prefix: str = "interlock:",
         socket_timeout: float = 1.0,
         max_connections: int = 64,
+        pool_timeout: float = 5.0,
     ) -> None:
-        """No I/O here: `start()` connects. A bad URL raises ValueError."""
+        """No I/O here: `start()` connects. A bad URL raises ValueError.
+
+        `socket_timeout` bounds each connect, send and reply; `pool_timeout` bounds the
+        wait for a free connection when all `max_connections` are busy, so a burst
+        queues (1,000 calls take ~0.2 s on loopback here) rather than fails, and a hung
+        Redis, whose connections time out and come back every `socket_timeout`, still
+        answers every caller with CounterError within about pool_timeout +
+        socket_timeout."""
         self.url = _masked(url)
         self._where = redis_location(url)
         self._password = urlsplit(url).password
@@ -162,7 +170,7 @@ class RedisCounters:
         self._pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=socket_timeout,  # waiting for a free connection in a burst
+            timeout=pool_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 0),

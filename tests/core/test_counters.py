@@ -185,6 +185,14 @@ async def test_rate_adjust_never_goes_below_empty(backend: Backend) -> None:
     assert [(await c.rate("fresh", 4, 3600.0)).allowed for _ in range(5)] == [True] * 4 + [False]
 
 
+async def test_a_bucket_drains_to_empty_and_no_further() -> None:
+    clock = FakeClock()
+    c = MemoryCounters(clock=clock)
+    assert (await c.rate("idle", 3, 60.0)).allowed
+    clock.advance(3600.0)  # long idle: the bucket is empty, not owed units
+    assert [(await c.rate("idle", 3, 60.0)).allowed for _ in range(4)] == [True] * 3 + [False]
+
+
 async def test_a_concurrent_burst_of_rate_calls_lets_exactly_the_limit_through(
     backend: Backend,
 ) -> None:
@@ -454,12 +462,20 @@ async def test_a_hung_redis_times_out_into_counter_error() -> None:
 
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    c = RedisCounters(f"redis://127.0.0.1:{port}/0", socket_timeout=0.1)
+    c = RedisCounters(f"redis://127.0.0.1:{port}/0", socket_timeout=0.05, max_connections=4)
     try:
         with pytest.raises(CounterError) as caught:
             await asyncio.wait_for(c.reserve("k", 1.0, 10.0), GUARD)
-        assert "127.0.0.1" in str(caught.value)
+        assert f"127.0.0.1:{port}" in str(caught.value)
         assert isinstance(caught.value.__cause__, RedisError | OSError)
+        # Not retried: a script whose reply was lost may have run, and a reservation
+        # sent twice would be charged twice.
+        assert len(connections) == 1
+
+        # A burst larger than the pool: every caller gets its answer, none waits forever.
+        burst = [c.rate("k", 5, 60.0) for _ in range(12)]
+        results = await asyncio.wait_for(asyncio.gather(*burst, return_exceptions=True), GUARD)
+        assert all(isinstance(r, CounterError) for r in results)
     finally:
         await c.close()
         for writer in connections:
@@ -475,6 +491,12 @@ async def test_an_unknown_scheme_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError) as caught:
         await open_counters(url)
     assert "memory://" in str(caught.value)  # it says what would work
+
+
+async def test_a_malformed_redis_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not a valid Redis URL") as caught:
+        await open_counters("redis://:s3cr3t-pw@127.0.0.1:notaport/0")
+    assert "s3cr3t-pw" not in str(caught.value)
 
 
 async def test_memory_is_the_default_backend() -> None:
