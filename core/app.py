@@ -179,18 +179,39 @@ class Gateway:
     async def list_models(self, request: Request) -> Response:
         ctx = request.scope.get("interlock.ctx")
         allowed = ctx.identity.models if ctx is not None and ctx.identity is not None else None
+        owners: dict[str, str] = {}  # model -> the provider that serves it (the first)
+        for p in self.providers.values():
+            for m in p.models:
+                owners.setdefault(m, p.name)
+        for p in self.providers.values():
+            if p.serves("*"):  # a catch-all provider answers every priced model
+                for m in self.pricing.models():
+                    owners.setdefault(m, p.name)
         data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": p.name}
-            for p in self.providers.values()
-            for m in p.models
+            {"id": m, "object": "model", "created": 0, "owned_by": owner}
+            for m, owner in owners.items()
             if not allowed or m in allowed
         ]
         return Response(_encode({"object": "list", "data": data}), media_type="application/json")
 
     async def count_tokens(self, request: Request) -> Response:
-        """Anthropic's token counting, as clients built for Claude call it (an estimate)."""
-        raw = await read_body(request.receive, dict(request.headers), self.max_body)
-        return Response(AnthropicMessages().count_tokens(raw), media_type="application/json")
+        """Anthropic's token counting, as clients built for Claude call it: the exact
+        count from an `anthropic` provider's own endpoint when one serves the model, an
+        estimate otherwise."""
+        ctx = request.scope["interlock.ctx"]
+        raw = await read_body(request.receive, ctx.headers, self.max_body)
+        messages = AnthropicMessages()
+        estimate = messages.count_tokens(raw)  # validates the request either way
+        model = _model_of(raw)
+        ctx.requested_model = model
+        decision = self.pipeline.default_route(model)
+        provider = self.providers[decision.candidates[0].provider]
+        count_tokens = getattr(provider, "count_tokens", None)
+        if count_tokens is None:
+            return Response(estimate, media_type="application/json")
+        ctx.provider, ctx.model = provider.name, model
+        body = await count_tokens(ctx, raw, model)
+        return Response(body, media_type="application/json")
 
     async def healthz(self, request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -206,6 +227,14 @@ class Gateway:
         return Response(
             _encode(body), status_code=200 if ready else 503, media_type="application/json"
         )
+
+
+class _ModelOnly(msgspec.Struct):
+    model: str
+
+
+def _model_of(raw: bytes) -> str:
+    return msgspec.json.decode(raw, type=_ModelOnly).model
 
 
 async def _post_only(request: Request) -> Response:  # pragma: no cover - never reached

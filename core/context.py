@@ -7,6 +7,7 @@ Structs and a `__slots__` class): no per-request `__dict__`, no JSON work until 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Literal
 
@@ -273,6 +274,10 @@ class RequestContext:
         """
         if not self.overrides and not extra:
             return self.raw
+        if not self.overrides and extra is not None and list(extra) == ["model"]:
+            spliced = _splice_model(self.raw, self.requested_model, extra["model"])
+            if spliced is not None:
+                return spliced
         top = _decode_top(self.raw)
         if self.overrides:
             top.update(self.overrides)
@@ -293,6 +298,10 @@ class RequestContext:
             self._payload = data
         return self._payload
 
+    def drop_payload(self) -> None:
+        """Forget the decoded payload (the body was replaced as a whole)."""
+        self._payload = None
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 
@@ -311,6 +320,20 @@ class RequestContext:
         from .texts import map_texts
 
         return map_texts(self, fn, tools=tools)
+
+
+def _splice_model(raw: bytes, old: str, new: str) -> bytes | None:
+    """The body with only the model name replaced, every other byte as the client sent
+    it; None when the old value is not found exactly once (then the caller re-encodes)."""
+    needle = _encode(old)
+    pattern = re.compile(rb'"model"\s*:\s*' + re.escape(needle))
+    found = pattern.findall(raw)
+    if len(found) != 1:
+        return None
+    match = pattern.search(raw)
+    assert match is not None
+    value_at = match.end() - len(needle)
+    return raw[:value_at] + _encode(new) + raw[match.end() :]
 
 
 _NO_BODY = ChatHead(model="", messages=[])

@@ -46,11 +46,19 @@ class ProxyEndpoint:
         """Serve one request whose `pre_auth` has passed; raise `GatewayError` to refuse
         (the lifecycle renders it) and `ClientGone` when the client left."""
         inbound = self.inbound
+        content_type = ctx.headers.get("content-type")
+        if content_type is not None and not _is_json(content_type):
+            raise GatewayError(
+                415,
+                "invalid_request_error",
+                f"Content-Type must be application/json, not '{content_type[:100]}'",
+            )
         raw = await read_body(receive, ctx.headers, self.max_body)
         decoded = inbound.decode(raw, ctx.headers)
         ctx.set_body(
             decoded.raw, decoded.head, stream=decoded.stream, include_usage=decoded.include_usage
         )
+        ctx.wire = decoded.wire
         headers = ctx.headers
         metadata = getattr(decoded.head, "metadata", None)
         if metadata is not None or "x-interlock-tags" in headers or "x-feature" in headers:
@@ -111,6 +119,13 @@ class ProxyEndpoint:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await handle.aclose()
+
+
+def _is_json(content_type: str) -> bool:
+    """`application/json` or any `+json` type (charset and other parameters aside); a
+    missing Content-Type stays accepted, as OpenAI does."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 async def read_body(receive: Any, headers: dict[str, str], limit: int) -> bytes:

@@ -20,12 +20,13 @@ __all__ = ["Decoded", "InboundFormat", "OpenAIChat", "OpenAIEmbeddings", "invali
 
 
 class Decoded(msgspec.Struct):
-    """A decoded request: the typed head, the canonical body bytes, and stream flags."""
+    """A decoded request: the typed head, the body bytes in `wire` format, stream flags."""
 
     head: ChatHead | EmbeddingsHead
     raw: bytes
     stream: bool = False
     include_usage: bool = False
+    wire: Inbound = "openai"
 
 
 class InboundFormat(Protocol):

@@ -10,10 +10,13 @@ stop reason and usage, message_stop), errors as `{"type": "error", ...}`.
 The `x-api-key` / `authorization` headers are the caller's key for the gateway: this
 module never reads or forwards them.
 
-Not translated yet: `cache_control` hints (OpenAI's shape has none), thinking blocks
-and the `thinking` option, `top_k`, document and server-tool blocks (400), and images
-inside tool results (only their text is kept). `/v1/messages/count_tokens` answers an
-estimate, not a provider's tokenizer count.
+Served by an `anthropic` provider, the request is NOT translated: the client's bytes go
+upstream (model_map and plugin edits aside) and the provider's answer and events come
+back untouched (core/wire.py, providers/anthropic.py), so `thinking`, `cache_control`
+and any field added later reach Anthropic. Only for another provider is the request
+translated, and there these are not carried: `cache_control` hints (OpenAI caches
+prompts by itself), thinking blocks and the `thinking` option, `top_k`, document and
+server-tool blocks (400), and images inside tool results (only their text is kept).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import msgspec
 from .context import ChatHead, Endpoint, Inbound, RequestContext, Usage
 from .errors import GatewayError, UpstreamError, anthropic_error_body
 from .inbound import Decoded, invalid_request
-from .inbound_anthropic_request import canonical_request
+from .inbound_anthropic_request import canonical_request, validate_request
 from .providers.base import scrub
 from .sse import EventSplitter, format_event, parse_event
 
@@ -111,13 +114,20 @@ class AnthropicMessages:
     ]
 
     def decode(self, raw: bytes, headers: dict[str, str]) -> Decoded:
+        """Validate the known fields and keep the body as the client sent it: an
+        `anthropic` provider gets these bytes (core/wire.py translates them only for
+        another provider), so unknown fields such as `thinking` are never lost."""
         try:
-            canonical, stream = canonical_request(raw)
+            request = validate_request(raw)
+            head = _decode_head(raw)
         except msgspec.MsgspecError as exc:
             raise invalid_request(exc) from None
-        return Decoded(_decode_head(canonical), canonical, stream, False)
+        head.stream = request.stream
+        return Decoded(head, raw, request.stream, False, "anthropic")
 
     def render(self, ctx: RequestContext, body: bytes) -> bytes:
+        if ctx.wire == "anthropic":
+            return body  # the provider's own answer, untouched
         completion = _decode_completion(body)
         choice = completion.choices[0] if completion.choices else _Choice()
         message = choice.message or _OutMessage()
@@ -150,6 +160,8 @@ class AnthropicMessages:
     def render_stream(
         self, ctx: RequestContext, events: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
+        if ctx.wire == "anthropic":
+            return events  # the provider's own events, relayed as they arrive
         return _StreamRenderer(ctx).run(events)
 
     def error_body(self, err: GatewayError) -> bytes:
@@ -167,8 +179,8 @@ class AnthropicMessages:
         except msgspec.MsgspecError as exc:
             raise invalid_request(exc) from None
         top.setdefault("max_tokens", msgspec.Raw(b"1"))  # counting requests carry none
-        decoded = self.decode(_encode(top), {})
-        return _encode({"input_tokens": max(1, (len(decoded.raw) + 3) // 4)})
+        canonical, _ = canonical_request(_encode(top))
+        return _encode({"input_tokens": max(1, (len(canonical) + 3) // 4)})
 
     def stream_error(self, err: GatewayError) -> bytes:
         return format_event(anthropic_error_body(err), "error")

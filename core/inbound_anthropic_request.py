@@ -191,12 +191,19 @@ def _canonical(request: _Request) -> dict[str, Any]:
     return body
 
 
-def canonical_request(raw: bytes) -> tuple[bytes, bool]:
-    """`(canonical chat-completions body, stream)`; raises msgspec's error on a bad field
-    and `GatewayError(400)` on what the canonical shape cannot carry."""
+def validate_request(raw: bytes) -> _Request:
+    """The request's known fields, type-checked (unknown fields are skipped, not lost:
+    the native path forwards the original bytes); raises msgspec's error on a bad field."""
     request = _decode_request(raw)
     if not request.messages:
         raise GatewayError(
             400, "invalid_request_error", "`messages` must not be empty", param="messages"
         )
+    return request
+
+
+def canonical_request(raw: bytes) -> tuple[bytes, bool]:
+    """`(canonical chat-completions body, stream)`; raises msgspec's error on a bad field
+    and `GatewayError(400)` on what the canonical shape cannot carry."""
+    request = validate_request(raw)
     return _encode(_canonical(request)), request.stream

@@ -215,8 +215,9 @@ class LogSetup:
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z"
 
-    def request(self, logger: Any, fields: dict[str, Any]) -> None:
-        """`logger.info("request", **fields)`: the same bytes for a fraction of the cost."""
+    def request(self, logger: Any, fields: dict[str, Any], level: str = "info") -> None:
+        """`logger.info("request", **fields)` (or `.warning` for a 5xx): the same bytes
+        for a fraction of the cost."""
         if self._encode is not None:
             config = structlog.get_config()
             processors: list[Any] = config["processors"]
@@ -227,11 +228,11 @@ class LogSetup:
                 and self.redactor.scrub_flat(fields)
             ):
                 fields["event"] = "request"
-                fields["level"] = "info"
+                fields["level"] = level
                 fields["timestamp"] = self._timestamp()
                 self.writer.write(self._encode(fields) + b"\n")
                 return
-        logger.info("request", **fields)
+        getattr(logger, level)("request", **fields)
 
     def drain(self) -> None:
         self.writer.drain()

@@ -18,6 +18,7 @@ from .plugins import HookPlans
 from .pricing import Pricing
 from .providers.base import Provider, ProviderReply
 from .replay import replay
+from .wire import adapt_body
 
 __all__ = ["Pipeline", "StreamHandle"]
 
@@ -49,14 +50,16 @@ class Pipeline:
         providers: Mapping[str, Provider],
         pricing: Pricing,
         logger: Any,
-        request_log: Callable[[Any, dict[str, Any]], None] | None = None,
+        request_log: Callable[[Any, dict[str, Any], str], None] | None = None,
     ) -> None:
         self.plans = plans
         self.providers = providers
         self.pricing = pricing
         self.logger = logger
         # The one line per request (LogSetup.request: the fast path of logger.info).
-        self.request_log = request_log or (lambda lg, fields: lg.info("request", **fields))
+        self.request_log = request_log or (
+            lambda lg, fields, level: getattr(lg, level)("request", **fields)
+        )
         self._default_routes: dict[str, RoutingDecision | None] = {}
 
     # -- before forwarding ---------------------------------------------------------------
@@ -134,6 +137,8 @@ class Pipeline:
             if loop.time() >= ctx.deadline:
                 attempt.error = "deadline_exceeded"
                 raise _deadline_error(ctx)
+            if ctx.inbound == "anthropic":
+                adapt_body(ctx, provider)
             start = time.perf_counter()
             try:
                 async with asyncio.timeout_at(ctx.deadline):
@@ -176,6 +181,7 @@ class Pipeline:
         """A non-streamed answer (chat or embeddings), after `transform_response`."""
         ready = ctx.response
         if ready is not None:
+            ctx.wire = "openai"  # a ReadyResponse body is canonical
             ctx.status = ready.status
             for name, value in ready.headers.items():
                 ctx.add_header(name.lower(), value)
@@ -195,6 +201,7 @@ class Pipeline:
         (nothing has reached the client yet) moves on to the next candidate."""
         ready = ctx.response
         if ready is not None:
+            ctx.wire = "openai"  # a ReadyResponse body is canonical
             ctx.status = ready.status
             for name, value in ready.headers.items():
                 ctx.add_header(name.lower(), value)
@@ -218,7 +225,13 @@ class Pipeline:
     async def finish(self, ctx: RequestContext) -> None:
         """Price the request, run post_response (every plugin, whatever the others do),
         and write the one log line."""
-        ctx.cost_usd = self.pricing.cost(ctx.model, ctx.usage) if ctx.model else 0.0
+        model = ctx.model
+        if model:
+            pricing = self.pricing
+            provider = self.providers.get(ctx.provider or "")
+            if provider is not None and pricing.price(model) is None:
+                model = provider.upstream_model(model)  # an alias: price the real model
+            ctx.cost_usd = pricing.cost(model, ctx.usage)
         for fn, is_async in self.plans.post_response:
             try:
                 result = fn(ctx)
@@ -254,6 +267,7 @@ class Pipeline:
                 provider=ctx.provider or (last.provider if last else None),
                 tenant=ctx.identity.tenant if ctx.identity else None,
                 attempts=len(ctx.attempts),
+                upstream_status=last.status if last else None,
                 route_reason=ctx.decision.reason if ctx.decision else None,
                 latency_ms=round(latency if latency is not None else ctx.elapsed_ms(), 3),
                 ttfb_ms=round(ctx.timings["ttfb_ms"], 3) if "ttfb_ms" in ctx.timings else None,
@@ -266,6 +280,7 @@ class Pipeline:
                 if err
                 else None,
             ),
+            "warning" if ctx.status >= 500 else "info",
         )
 
 

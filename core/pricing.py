@@ -38,6 +38,10 @@ class Pricing:
         self._table = table
         self._resolved: dict[str, Price | None] = {}
 
+    def models(self) -> list[str]:
+        """Every model with a price (prices.toml and [pricing] overrides)."""
+        return list(self._table)
+
     def price(self, model: str) -> Price | None:
         try:
             return self._resolved[model]

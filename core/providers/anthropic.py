@@ -17,7 +17,7 @@ import msgspec
 
 from ..context import RequestContext, Usage
 from ..errors import UpstreamError
-from ..sse import DONE
+from ..sse import DONE, EventSplitter, parse_event
 from .anthropic_translate import FINISH_REASONS, STATUS_BY_ERROR_TYPE, anthropic_request
 from .base import HttpProvider, cut_off_usage, sse_data, upstream_error
 from .canonical import ChunkWriter, ToolCall, completion_body, ended_early
@@ -78,8 +78,22 @@ class _Event(msgspec.Struct):
     error: _ErrorInfo | None = None
 
 
+class _UsageOnly(msgspec.Struct):
+    usage: _Usage | None = None
+
+
 _decode_message = msgspec.json.Decoder(_Message).decode
 _decode_event = msgspec.json.Decoder(_Event).decode
+_decode_usage_only = msgspec.json.Decoder(_UsageOnly).decode
+_decode_top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+
+
+def _parse_native(event: bytes) -> _Event | None:
+    _, data = parse_event(event)
+    try:
+        return _decode_event(data)
+    except msgspec.DecodeError:
+        return None
 
 
 def anthropic_usage(u: _Usage | None, into: Usage | None = None) -> Usage:
@@ -104,6 +118,7 @@ def anthropic_usage(u: _Usage | None, into: Usage | None = None) -> Usage:
 
 class AnthropicProvider(HttpProvider):
     kind = "anthropic"
+    wire = "anthropic"
     Options = AnthropicOptions
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com/v1"
 
@@ -114,15 +129,47 @@ class AnthropicProvider(HttpProvider):
             extra["anthropic-beta"] = ",".join(options.beta)
         return self.json_headers("x-api-key", extra=extra)
 
+    def native_headers(self, ctx: RequestContext) -> dict[str, str]:
+        """The provider's headers with the client's protocol headers: its
+        `anthropic-version`, and its `anthropic-beta` flags added to the configured ones."""
+        base = self.headers()
+        version = ctx.headers.get("anthropic-version")
+        beta = ctx.headers.get("anthropic-beta")
+        if version is None and beta is None:
+            return base
+        headers = dict(base)
+        if version:
+            headers["anthropic-version"] = version
+        if beta:
+            configured = base.get("anthropic-beta")
+            headers["anthropic-beta"] = f"{configured},{beta}" if configured else beta
+        return headers
+
     def chat_request(
         self, ctx: RequestContext, model: str, stream: bool
     ) -> tuple[str, dict[str, str], bytes]:
-        body = anthropic_request(
-            ctx.payload(), self.upstream_model(model), stream, self.options.default_max_tokens
-        )
+        upstream = self.upstream_model(model)
+        if ctx.wire == "anthropic":
+            extra = {"model": upstream} if upstream != ctx.requested_model else None
+            return self.base_url + "/messages", self.native_headers(ctx), ctx.body_bytes(extra)
+        body = anthropic_request(ctx.payload(), upstream, stream, self.options.default_max_tokens)
         return self.base_url + "/messages", self.headers(), _encode(body)
 
+    async def count_tokens(self, ctx: RequestContext, raw: bytes, model: str) -> bytes:
+        """Anthropic's exact count from its own endpoint (the client's body, our key)."""
+        upstream = self.upstream_model(model)
+        if upstream != model:
+            top = _decode_top(raw)
+            top["model"] = msgspec.Raw(_encode(upstream))
+            raw = _encode(top)
+        url = self.base_url + "/messages/count_tokens"
+        resp = await self._send(url, self.native_headers(ctx), raw, False)
+        return await resp.read()
+
     def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:
+        if ctx.wire == "anthropic":
+            ctx.usage = anthropic_usage(self.decode_answer(_decode_usage_only, body).usage)
+            return body
         message = self.decode_answer(_decode_message, body)
         texts: list[str] = []
         calls: list[ToolCall] = []
@@ -142,7 +189,52 @@ class AnthropicProvider(HttpProvider):
             usage=ctx.usage,
         )
 
-    async def chat_events(
+    def chat_events(
+        self, ctx: RequestContext, model: str, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        if ctx.wire == "anthropic":
+            return self._native_events(ctx, chunks)
+        return self._canonical_events(ctx, model, chunks)
+
+    async def _native_events(
+        self, ctx: RequestContext, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """The provider's events relayed as they arrive, whole events per network chunk
+        (so `wrap_stream` sees whole events), usage read on the way from message_start
+        and message_delta; only an `error` event is raised (failover before the first
+        byte, an error event after it)."""
+        splitter = EventSplitter()
+        usage: Usage | None = None
+        done = False
+        relayed = 0
+        try:
+            async for chunk in chunks:
+                events = splitter.feed(chunk)
+                if not events:
+                    continue
+                for i, event in enumerate(events):
+                    head = event[:40]
+                    if b"message_start" in head or b"message_delta" in head:
+                        parsed = _parse_native(event)
+                        if parsed is not None:
+                            source = parsed.message.usage if parsed.message else parsed.usage
+                            usage = ctx.usage = anthropic_usage(source, usage)
+                    elif b"message_stop" in head:
+                        done = True
+                    elif b"event: error" in head:
+                        if i:
+                            yield b"".join(events[:i])
+                        parsed = _parse_native(event)
+                        raise self._stream_error(parsed.error if parsed else None)
+                    relayed += 1
+                yield events[0] if len(events) == 1 else b"".join(events)
+            if not done:
+                raise ended_early(self.name)
+        finally:
+            if usage is None or not done:
+                ctx.usage = cut_off_usage(ctx, usage, relayed)
+
+    async def _canonical_events(
         self, ctx: RequestContext, model: str, chunks: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
         state = _StreamState(ctx, model)

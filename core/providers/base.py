@@ -60,6 +60,9 @@ class Provider:
     """
 
     kind: ClassVar[str] = ""
+    # The request/answer format this provider speaks natively: a request arriving in the
+    # same format is forwarded as is (core/wire.py); "openai" is the canonical shape.
+    wire: ClassVar[str] = "openai"
     Options: ClassVar[type[msgspec.Struct]] = NoOptions
     requires_key: ClassVar[bool] = False
     default_base_url: ClassVar[str | None] = None

@@ -20,6 +20,7 @@ import pytest
 from interlock.core.config import ProviderConfig
 from interlock.core.context import ChatHead, RequestContext, Usage
 from interlock.core.inbound_anthropic import AnthropicMessages
+from interlock.core.inbound_anthropic_request import canonical_request
 from interlock.core.providers.anthropic import AnthropicProvider
 from interlock.core.providers.azure import AzureProvider
 from interlock.core.providers.base import HttpProvider
@@ -132,11 +133,14 @@ def test_anthropic_request_both_ways(providers: dict[str, HttpProvider]) -> None
     assert headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in headers
     assert json.loads(body) == anthropic
-    # ... and back: the inbound Anthropic format yields the canonical request.
-    decoded = AnthropicMessages().decode(msgspec.json.encode(anthropic), {})
-    back = json.loads(decoded.raw)
-    assert back == canonical
+    # ... and back: the inbound Anthropic format keeps the client's bytes (served natively
+    # by an `anthropic` provider) and translates to the canonical request for any other.
+    raw = msgspec.json.encode(anthropic)
+    decoded = AnthropicMessages().decode(raw, {})
+    assert decoded.raw == raw and decoded.wire == "anthropic"
     assert decoded.head.model == "claude-sonnet-4-6"
+    back, _ = canonical_request(raw)
+    assert json.loads(back) == canonical
 
 
 def test_anthropic_default_max_tokens(providers: dict[str, HttpProvider]) -> None:
