@@ -145,30 +145,35 @@ class MemoryCounters:
 
     # -- batches -------------------------------------------------------------------------
     async def check(self, checks: Sequence[Check]) -> CheckResult:
-        if not checks:
-            return CheckResult(True, ())
-        check_batch(checks)
+        # On every request: one pass that reads and judges, a second that writes only
+        # when everything fitted; arguments are validated where they are read.
+        if len(checks) > 1 and len({c.key for c in checks}) != len(checks):
+            check_batch(checks)  # raises: a key twice
         now = self._clock()
         results: list[RateResult | Reservation] = []
         before: list[float] = []  # each limit's state without this request
         allowed = True
         for c in checks:
             if isinstance(c, RateCheck):
-                limit = c.limit
+                limit, cost = c.limit, c.cost
+                if limit < 1 or cost < 0 or not c.period_s > 0:
+                    check_rate_args(limit, c.period_s, cost)
                 interval = c.period_s / limit
                 level = self._level(c.key, now, interval)
                 before.append(level)
                 tolerance = limit * _TOLERANCE
-                after = level + c.cost
+                after = level + cost
                 if after <= limit + tolerance:
                     remaining = math.floor(limit - after + tolerance)
                     results.append(RateResult(True, limit, remaining, 0.0, after * interval))
                 else:
                     allowed = False
-                    retry = math.inf if c.cost > limit else _ceil_us((after - limit) * interval)
+                    retry = math.inf if cost > limit else _ceil_us((after - limit) * interval)
                     remaining = max(0, math.floor(limit - level + tolerance))
                     results.append(RateResult(False, limit, remaining, retry, level * interval))
             else:
+                if c.amount < 0 or (c.ttl_s is not None and not c.ttl_s > 0):
+                    check_batch((c,))
                 current = self._number(c.key, now)
                 before.append(current)
                 used = current + c.amount

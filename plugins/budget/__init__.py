@@ -7,9 +7,10 @@ budget that applies, in ONE all-or-nothing counters call (`Counters.check`: a Lu
 on Redis, so replicas share it): spend plus open reservations can never pass a limit.
 A request that does not fit gets 429 `budget_exceeded` naming the budget, the period,
 the limit and what is spent. `post_response` settles each reservation to the real cost
-(`ctx.cost_usd`: 0 for a failed request, the estimate for a stream the client left),
-off the request path on Redis (core/counters/settle.py), and queues the cost for the
-spend ledger (ledger.py), written by a background task. At start-up the counters of
+(`ctx.cost_usd`: 0 for a failed request, the estimate for a stream the client left)
+before the client has the last byte (on Redis, the settles of concurrent requests share
+one round trip: core/counters/settle.py), and queues the cost for the spend ledger
+(ledger.py), written by a background task. At start-up the counters of
 the current period are rebuilt from the ledger (`set_if_absent`: a running replica's
 live counters win), so a restart forgets nothing.
 
@@ -35,6 +36,8 @@ import msgspec
 
 from interlock.core import GatewayError, Plugin, RequestContext, Services, hookimpl
 from interlock.core.counters import CounterError, Reservation, ReserveCheck, Settle
+from interlock.core.counters.gate import KEY as GATE
+from interlock.core.counters.gate import Gate
 from interlock.core.counters.settle import Settler
 
 from .alerts import Alerts, make_alert
@@ -164,8 +167,12 @@ class Budget(Plugin):
             ReserveCheck(s.key, cost, UNLIMITED if s.limit is None else s.limit, ttl)
             for s in scopes
         ]
+        gate: Gate | None = ctx.state.get(GATE)  # rate_limit's checks, when it deferred them
         try:
-            result = await self.counters.check(checks)
+            if gate is None:
+                result = await self.counters.check(checks)
+            else:
+                result = await gate.check(self.counters, checks)
         except CounterError as exc:
             self.logger.error("budget_counters_down", request_id=ctx.request_id, error=str(exc))
             raise GatewayError(
@@ -198,7 +205,9 @@ class Budget(Plugin):
         actual = ctx.cost_usd
         if actual != held.reserved:
             adjustments = [Settle(s.key, held.reserved, actual, held.ttl_s) for s in held.scopes]
-            await self.settler.settle(adjustments, lambda values: self._check_soft(held, values))
+            values = await self.settler.settle(adjustments)
+            if values is not None:
+                self._check_soft(held, values)
         else:
             self._check_soft(held, held.used)
         if actual > 0.0:
@@ -272,4 +281,10 @@ def _refusal(
                 f"request may cost up to ${cost:.4f}",
                 code="budget_exceeded",
             )
-    raise AssertionError("a refused check names a refused budget")  # pragma: no cover
+    # Every budget fitted: another plugin's limit in the same call refused the batch.
+    return GatewayError(
+        429,
+        "rate_limit_exceeded",
+        "a limit of this request was reached; it was not forwarded",
+        code="rate_limit_exceeded",
+    )

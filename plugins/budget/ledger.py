@@ -1,9 +1,10 @@
 """The spend ledger: one row per request that cost something, written off the request
 path, and read back at start-up to rebuild the budget counters.
 
-`post_response` only appends a row to a list (`LedgerWriter.add`); one background task
-writes whatever has gathered in one transaction (group commit: under load, one commit
-carries many requests), so a slow or locked database never delays a client. A failed
+`post_response` only appends a row to a list (`LedgerWriter.add`); one background task,
+lingering `linger_s` (50 ms) after the first row so requests gather, writes them in one
+transaction (group commit: one commit carries many requests), so a slow or locked
+database never delays a client and a busy gateway commits about 20 times a second. A failed
 write is retried with a growing pause, the rows kept in order; past `max_pending` rows
 new ones are dropped and counted in an error log line (the counters still hold them).
 Rows carry names and numbers only: never a key, never prompt text.
@@ -15,6 +16,7 @@ The ledger is the source of truth for what was spent: counters are derived from 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +107,7 @@ class LedgerWriter:
         max_batch: int = 1000,
         max_pending: int = 100_000,
         retry_s: float = 0.5,
+        linger_s: float = 0.05,
     ) -> None:
         self.store = store
         self._spawn = spawn
@@ -112,10 +115,12 @@ class LedgerWriter:
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._retry_s = retry_s
+        self._linger_s = linger_s
         self._rows: list[LedgerRow] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._hurry = asyncio.Event()  # flush() and a full batch cut the linger short
         self._task: asyncio.Task[Any] | None = None
         self.dropped = 0
 
@@ -127,6 +132,8 @@ class LedgerWriter:
                 self._logger.error("spend_ledger_full", dropped=self.dropped)
             return
         self._rows.append(row)
+        if len(self._rows) >= self._max_batch:
+            self._hurry.set()
         self._idle.clear()
         if self._task is None:
             self._task = self._spawn(self._run(), name="budget-ledger")
@@ -134,11 +141,13 @@ class LedgerWriter:
 
     async def flush(self) -> None:
         """Wait until every row queued so far is committed."""
+        self._hurry.set()
         await self._idle.wait()
 
     async def close(self, timeout_s: float = 10.0) -> None:
         try:
-            await asyncio.wait_for(self.flush(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: 3.11's can lose a cancel
+                await self.flush()
         except TimeoutError:
             self._logger.error("spend_ledger_unwritten", rows=len(self._rows))
         task, self._task = self._task, None
@@ -150,6 +159,11 @@ class LedgerWriter:
         pause = self._retry_s
         while True:
             await self._wake.wait()
+            if self._linger_s and not self._hurry.is_set():
+                # Let requests gather: one commit then carries all of them.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._linger_s):
+                        await self._hurry.wait()
             self._wake.clear()
             while self._rows:
                 batch = self._rows[: self._max_batch]
@@ -166,6 +180,7 @@ class LedgerWriter:
                 pause = self._retry_s
                 del self._rows[: len(batch)]
             self._idle.set()
+            self._hurry.clear()
 
 
 def _reason(exc: Exception) -> str:

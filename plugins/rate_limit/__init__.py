@@ -11,7 +11,8 @@ that lets twice the limit through at its boundary.
 
 Tokens are reserved before forwarding (the prompt estimate, four bytes a token, plus
 `max_tokens`, or `default_max_tokens` when the request sets none) and settled to the
-real usage in `post_response`, off the request path on Redis (core/counters/settle.py).
+real usage in `post_response` (on Redis, the settles of concurrent requests share one
+round trip: core/counters/settle.py).
 A request bigger than a whole token limit is reserved at the limit: it passes only on
 an empty bucket, and its real usage is charged afterwards.
 
@@ -33,6 +34,7 @@ import msgspec
 
 from interlock.core import ConfigError, GatewayError, Plugin, RequestContext, Services, hookimpl
 from interlock.core.counters import CounterError, RateAdjust, RateCheck, RateResult
+from interlock.core.counters.gate import Gate
 from interlock.core.counters.settle import Settler
 
 from .headers import duration
@@ -96,6 +98,10 @@ class RateLimit(Plugin):
             services.counters, services.spawn, services.logger, name="rate_limit-settle"
         )
         self._down = False
+        # With budget later in plugins.toml, our checks travel in its counters call: one
+        # round trip for both (core/counters/gate.py).
+        order = [entry.name for entry in services.config.plugins if entry.enabled]
+        self.defer = "budget" in order and order.index("budget") > order.index(self.name)
 
     # -- before forwarding ---------------------------------------------------------------
     @hookimpl
@@ -154,6 +160,14 @@ class RateLimit(Plugin):
                 checks.append(RateCheck(key + ":t", tpm, PERIOD_S, min(tokens, tpm)))
                 what.append(_Limit(scope, name, "tokens"))
                 held.append((key + ":t", tpm))
+        if self.defer:  # budget, later in pre_forward, sends these with its own
+            Gate.of(ctx.state).defer(
+                checks,
+                lambda results, applied: self._judge(
+                    ctx, results, applied, what, checks, held, tokens
+                ),
+            )
+            return
         try:
             result = await self.counters.check(checks)
         except CounterError as exc:
@@ -170,10 +184,24 @@ class RateLimit(Plugin):
         if self._down:
             self._down = False
             self.logger.info("rate_limit_counters_back")
-        _add_headers(ctx, result.results, what)
-        if not result.allowed:
-            raise _refusal(result.results, what, checks)
-        if held:
+        self._judge(ctx, result.results, result.allowed, what, checks, held, tokens)
+
+    def _judge(
+        self,
+        ctx: RequestContext,
+        results: tuple[Any, ...],
+        applied: bool,
+        what: list[_Limit],
+        checks: list[RateCheck],
+        held: list[tuple[str, int]],
+        tokens: int,
+    ) -> None:
+        """Headers always; 429 when one of our limits refused; the tokens to settle when
+        the reservation was applied (a batch another plugin refused applied nothing)."""
+        _add_headers(ctx, results, what)
+        if not all(r.allowed for r in results):
+            raise _refusal(results, what, checks)
+        if applied and held:
             ctx.state["rate_limit"] = _Held(tokens, held)
 
     def _tokens(self, ctx: RequestContext) -> int:
@@ -254,24 +282,33 @@ def _refuse_if_zero(limit: int, scope: str, name: str, unit: str) -> None:
         )
 
 
+_NAMES = {
+    unit: (
+        f"x-ratelimit-limit-{unit}",
+        f"x-ratelimit-remaining-{unit}",
+        f"x-ratelimit-reset-{unit}",
+    )
+    for unit in ("requests", "tokens")
+}
+
+
 def _add_headers(ctx: RequestContext, results: tuple[Any, ...], what: list[_Limit]) -> None:
-    """The tightest requests limit and the tightest tokens limit, OpenAI's way."""
-    for unit in ("requests", "tokens"):
-        tightest: RateResult | None = None
-        for result, limit in zip(results, what, strict=True):
-            if limit.unit == unit and (
-                tightest is None
-                or result.remaining < tightest.remaining
-                or (
-                    result.remaining == tightest.remaining
-                    and result.reset_after_s > tightest.reset_after_s
-                )
-            ):
-                tightest = result
-        if tightest is not None:
-            ctx.add_header(f"x-ratelimit-limit-{unit}", str(tightest.limit))
-            ctx.add_header(f"x-ratelimit-remaining-{unit}", str(tightest.remaining))
-            ctx.add_header(f"x-ratelimit-reset-{unit}", duration(tightest.reset_after_s))
+    """The tightest requests limit and the tightest tokens limit, OpenAI's way: the one
+    with the fewest remaining (on a tie, the longer reset)."""
+    tightest: dict[str, RateResult] = {}
+    for result, limit in zip(results, what, strict=True):
+        best = tightest.get(limit.unit)
+        if (
+            best is None
+            or result.remaining < best.remaining
+            or (result.remaining == best.remaining and result.reset_after_s > best.reset_after_s)
+        ):
+            tightest[limit.unit] = result
+    for unit, result in tightest.items():
+        name_limit, name_remaining, name_reset = _NAMES[unit]
+        ctx.add_header(name_limit, str(result.limit))
+        ctx.add_header(name_remaining, str(result.remaining))
+        ctx.add_header(name_reset, duration(result.reset_after_s))
 
 
 def _refusal(results: tuple[Any, ...], what: list[_Limit], checks: list[RateCheck]) -> GatewayError:

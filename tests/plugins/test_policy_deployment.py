@@ -175,3 +175,24 @@ def test_several_workers_with_in_process_counters_are_refused(tmp_path: Path, pl
         f"[counters] key `url`: 2 workers with in-process counters would multiply the limits of {plugin}"
         in result.stderr
     )
+
+
+def test_the_default_plugins_toml_tables_are_valid_when_switched_on(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "plugins.toml").read_text()
+    for plugin in ("rate_limit", "budget"):
+        table = f"[plugins.{plugin}]\nenabled = false\n"
+        assert table in text
+        text = text.replace(table, f"[plugins.{plugin}]\nenabled = true\n")
+    text = text.replace('url = "sqlite:///interlock.db"', f'url = "sqlite:///{tmp_path}/g.db"')
+    config = tmp_path / "plugins.toml"
+    config.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "interlock.core.cli", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "plugins: rate_limit, budget" in result.stdout
