@@ -7,7 +7,12 @@ gateway's work on a request. When both run, the first can leave its checks here
 one round trip, and all or nothing across both plugins (a request refused by its
 budget takes no rate-limit unit, and the other way round).
 
-The gate lives in `ctx.state[KEY]` for the length of `pre_forward`. A plugin defers only
+The same goes for the settles after the response: the first plugin leaves its
+adjustments (`defer_settle`) and the last takes them (`take_settles`) into its own
+settle call, so a request costs one round trip before it is forwarded and at most one
+after (shared with concurrent requests, core/counters/settle.py).
+
+The gate lives in `ctx.state[KEY]` for the length of the request. A plugin defers only
 when it knows a plugin later in plugins.toml order will check the gate; if a plugin in
 between answers or refuses the request, the deferred checks are never sent (nothing was
 forwarded, so nothing is counted). Callbacks are called in the order they were deferred,
@@ -20,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import Check, CheckResult, Counters, RateResult, Reservation
+from . import Adjustment, Check, CheckResult, Counters, RateResult, Reservation
 
 __all__ = ["KEY", "Deferred", "Gate"]
 
@@ -31,11 +36,12 @@ Deferred = Callable[[tuple[RateResult | Reservation, ...], bool], None]
 
 
 class Gate:
-    __slots__ = ("callbacks", "checks")
+    __slots__ = ("adjustments", "callbacks", "checks")
 
     def __init__(self) -> None:
         self.checks: list[Check] = []
         self.callbacks: list[tuple[int, int, Deferred]] = []  # (start, end, callback)
+        self.adjustments: list[Adjustment] = []
 
     @staticmethod
     def of(state: dict[str, Any]) -> Gate:
@@ -62,3 +68,12 @@ class Gate:
         for start, end, callback in callbacks:
             callback(result.results[start:end], result.allowed)
         return CheckResult(result.allowed, result.results[mine:])
+
+    def defer_settle(self, adjustments: Sequence[Adjustment]) -> None:
+        """Leave settles for the plugin that settles last on this request."""
+        self.adjustments.extend(adjustments)
+
+    def take_settles(self) -> list[Adjustment]:
+        """The settles left here (emptied): put them first in your own settle call."""
+        adjustments, self.adjustments = self.adjustments, []
+        return adjustments

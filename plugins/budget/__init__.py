@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from interlock.core import GatewayError, Plugin, RequestContext, Services, hookimpl
-from interlock.core.counters import CounterError, Reservation, ReserveCheck, Settle
+from interlock.core.counters import Adjustment, CounterError, Reservation, ReserveCheck, Settle
 from interlock.core.counters.gate import KEY as GATE
 from interlock.core.counters.gate import Gate
 from interlock.core.counters.settle import Settler
@@ -200,15 +200,21 @@ class Budget(Plugin):
     @hookimpl
     async def post_response(self, ctx: RequestContext) -> None:
         held: _Held | None = ctx.state.get("budget")
+        gate: Gate | None = ctx.state.get(GATE)
+        theirs = gate.take_settles() if gate is not None else []  # rate_limit's tokens
         if held is None:
+            if theirs:
+                await self.settler.settle(theirs)
             return
         actual = ctx.cost_usd
+        mine: list[Adjustment] = []
         if actual != held.reserved:
-            adjustments = [Settle(s.key, held.reserved, actual, held.ttl_s) for s in held.scopes]
-            values = await self.settler.settle(adjustments)
-            if values is not None:
-                self._check_soft(held, values)
-        else:
+            mine = [Settle(s.key, held.reserved, actual, held.ttl_s) for s in held.scopes]
+        if theirs or mine:
+            values = await self.settler.settle(theirs + mine)
+            if mine and values is not None:
+                self._check_soft(held, values[len(theirs) :])
+        if not mine:
             self._check_soft(held, held.used)
         if actual > 0.0:
             identity = ctx.identity

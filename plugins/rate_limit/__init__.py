@@ -232,7 +232,10 @@ class RateLimit(Plugin):
             for key, limit in held.keys
             if used != min(held.tokens, limit)
         ]
-        await self.settler.settle(adjustments)
+        if self.defer:  # budget settles after us: one call for both
+            Gate.of(ctx.state).defer_settle(adjustments)
+        else:
+            await self.settler.settle(adjustments)
 
     @hookimpl
     async def shutdown(self, services: Services) -> None:

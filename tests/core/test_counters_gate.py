@@ -75,3 +75,14 @@ async def test_without_deferred_checks_the_gate_is_a_plain_check() -> None:
     counters = Counting()
     result = await Gate().check(counters, [ReserveCheck("usd", 1.0, 10.0)])
     assert result.allowed and counters.calls == [["usd"]]
+
+
+def test_settles_left_by_one_plugin_are_taken_once_by_the_last() -> None:
+    from interlock.core.counters import RateAdjust, Settle
+
+    state: dict[str, Any] = {}
+    Gate.of(state).defer_settle([RateAdjust("tpm", 100, 60.0, -5)])
+    assert Gate.of(state).take_settles() == [RateAdjust("tpm", 100, 60.0, -5)]
+    assert Gate.of(state).take_settles() == []
+    Gate.of(state).defer_settle([Settle("usd", 1.0, 0.5)])
+    assert Gate.of(state).take_settles() == [Settle("usd", 1.0, 0.5)]

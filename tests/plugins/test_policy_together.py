@@ -1,5 +1,6 @@
 """rate_limit and budget together: with rate_limit listed first, one counters call per
-request for both (a Redis round trip), all or nothing across the two."""
+request for both before forwarding and one after (a Redis round trip each), all or
+nothing across the two."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from interlock.core.counters import Check, CheckResult, open_counters
+from interlock.core.counters import Adjustment, Check, CheckResult, open_counters
 from tests.plugins.policy import Deployment, chat_body, gateways, post, toml, usage_reply, who
 
 
@@ -20,10 +21,16 @@ class CountingCounters:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.checks: list[int] = []
+        self.adjusts: list[int] = []
 
     async def check(self, checks: Sequence[Check]) -> CheckResult:
         self.checks.append(len(checks))
         result: CheckResult = await self._inner.check(checks)
+        return result
+
+    async def adjust(self, adjustments: Sequence[Adjustment]) -> list[float]:
+        self.adjusts.append(len(adjustments))
+        result: list[float] = await self._inner.adjust(adjustments)
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -47,11 +54,11 @@ RATE_THEN_BUDGET = "\n[plugins.rate_limit]\n\n[plugins.budget]\n"
 BUDGET_THEN_RATE = "\n[plugins.budget]\n\n[plugins.rate_limit]\n"
 
 
-async def test_one_counters_call_per_request_for_both_plugins(
+async def test_one_counters_call_per_request_for_both_plugins_and_one_to_settle(
     upstream, deployment: Deployment, tenant: str, tmp_path: Path, counted: list[CountingCounters]
 ) -> None:
     fake, url = upstream
-    fake.on("/v1/chat/completions", usage_reply())
+    fake.on("/v1/chat/completions", usage_reply(lambda asked: 10))  # less than reserved
     limits = {"tenant": {"rpm": 100, "tpm": 1_000_000, "budget_usd": 100.0}, "key": {"rpm": 50}}
     async with gateways(
         toml(url, deployment, RATE_THEN_BUDGET), tmp_path, deployment.instances
@@ -68,6 +75,9 @@ async def test_one_counters_call_per_request_for_both_plugins(
     # limits, one call per request.
     assert sum(len(c.checks) for c in counted) == 6
     assert all(n == 5 for c in counted for n in c.checks)
+    # After each response: the tenant's tokens and both budgets, settled in one call.
+    assert sum(len(c.adjusts) for c in counted) == 6
+    assert all(n == 3 for c in counted for n in c.adjusts)
     for reply in replies:
         assert "x-ratelimit-remaining-requests" in reply.headers
         assert "x-ratelimit-remaining-tokens" in reply.headers
