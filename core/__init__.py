@@ -19,11 +19,13 @@ from .context import (
     RoutingDecision,
     Usage,
 )
+from .deployments import deployments_of
 from .errors import GatewayError, UpstreamError
 from .hookspecs import hookimpl, hookspec
 from .plugins import EmptyConfig, Plugin
 from .providers.base import HttpProvider, Provider, ProviderReply
 from .services import Services
+from .store import Migration, StoreError
 
 __all__ = [
     "Attempt",
@@ -34,6 +36,7 @@ __all__ = [
     "HttpProvider",
     "Identity",
     "Limits",
+    "Migration",
     "Plugin",
     "Provider",
     "ProviderReply",
@@ -41,8 +44,10 @@ __all__ = [
     "RequestContext",
     "RoutingDecision",
     "Services",
+    "StoreError",
     "UpstreamError",
     "Usage",
+    "deployments_of",
     "hookimpl",
     "hookspec",
 ]

@@ -26,7 +26,7 @@ __all__ = [
     "Usage",
 ]
 
-Inbound = Literal["openai", "anthropic"]
+Inbound = Literal["openai", "anthropic", "responses"]
 Endpoint = Literal["chat", "embeddings", "models", "count_tokens", "other"]
 
 
@@ -103,6 +103,8 @@ class Usage(msgspec.Struct):
     core counted what it relayed instead, so a budget never silently skips a request.
     `prompt_tokens` counts every prompt token, including `cached_tokens` (prompt-cache
     reads) and `cache_write_tokens` (Anthropic cache creation), which are priced apart.
+    `reasoning_tokens` is the part of `completion_tokens` a reasoning model spent thinking
+    (reported by the Responses API; priced as output, so it is informational).
     """
 
     prompt_tokens: int = 0
@@ -110,6 +112,7 @@ class Usage(msgspec.Struct):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     estimated: bool = False
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -125,6 +128,8 @@ class Attempt(msgspec.Struct):
     error: str | None = None
     retryable: bool = False
     latency_ms: float = 0.0
+    # The upstream's Retry-After, in seconds, when a failed attempt carried one.
+    retry_after_s: float | None = None
 
 
 class ReadyResponse(msgspec.Struct):
@@ -150,6 +155,7 @@ class RequestContext:
 
     __slots__ = (
         "_payload",
+        "attempting",
         "attempts",
         "body",
         "client",
@@ -158,6 +164,7 @@ class RequestContext:
         "decision",
         "endpoint",
         "error",
+        "expired",
         "headers",
         "identity",
         "inbound",
@@ -225,6 +232,8 @@ class RequestContext:
         self.started = time.perf_counter()
         # `asyncio` loop time by which the whole request (every attempt) must be answered.
         self.deadline = deadline
+        self.attempting = False  # waiting on an upstream attempt (the deadline applies)
+        self.expired = False  # the deadline passed during an attempt (set by disconnect.py)
         self.timings: dict[str, float] = {}
         self.state: dict[str, Any] = {}
         self.overrides: dict[str, Any] | None = None

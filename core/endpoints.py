@@ -9,15 +9,17 @@ disconnects cancels the upstream request. The request's context, `pre_auth` and 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from .context import RequestContext
 from .disconnect import Sweeper, Watch
-from .errors import GatewayError
+from .errors import GatewayError, ReportedInStream
 from .exchange import Exchange
 from .inbound import InboundFormat, tags_from
+from .shutdown import DRAIN
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -41,6 +43,15 @@ class ProxyEndpoint:
         self.inbound = inbound
         self.max_body = gateway.max_body
         self._sweeper = Sweeper()
+        # Optional steps of a format that keeps state across requests (Responses: the
+        # stored conversation): `resolve(ctx)` after the body is decoded, `remember(ctx)`
+        # after a non-streamed answer is rendered and before it is sent.
+        self._resolve: Callable[[RequestContext], Awaitable[None]] | None = getattr(
+            inbound, "resolve", None
+        )
+        self._remember: Callable[[RequestContext], Awaitable[None]] | None = getattr(
+            inbound, "remember", None
+        )
 
     async def handle(self, ctx: RequestContext, receive: Any, ex: Exchange) -> None:
         """Serve one request whose `pre_auth` has passed; raise `GatewayError` to refuse
@@ -63,9 +74,11 @@ class ProxyEndpoint:
         metadata = getattr(decoded.head, "metadata", None)
         if metadata is not None or "x-interlock-tags" in headers or "x-feature" in headers:
             ctx.tags = tags_from(headers, metadata)
+        if self._resolve is not None:
+            await self._resolve(ctx)
         task = asyncio.current_task()
         assert task is not None
-        watch = Watch(receive, task)
+        watch = Watch(receive, task, ctx)
         sweeper = self._sweeper
         sweeper.add(watch)
         pipeline = self.gateway.pipeline
@@ -75,13 +88,20 @@ class ProxyEndpoint:
                 await self._stream(ctx, ex)
             else:
                 body = inbound.render(ctx, await pipeline.complete(ctx))
+                if self._remember is not None:
+                    await self._remember(ctx)
                 await ex.json(ctx.status or 200, body)
                 ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
         except asyncio.CancelledError:
-            if not watch.gone:
-                raise
-            task.uncancel()
-            raise ClientGone() from None
+            if watch.gone:
+                task.uncancel()
+                raise ClientGone() from None
+            if ctx.expired:  # the deadline's cancel landed just after an attempt ended
+                task.uncancel()
+                raise GatewayError(
+                    504, "deadline_exceeded", "the request was not answered within its deadline"
+                ) from None
+            raise
         finally:
             sweeper.remove(watch)
             watch.stop()
@@ -100,22 +120,29 @@ class ProxyEndpoint:
             )
             first = True
             try:
-                async for chunk in inbound.render_stream(ctx, handle.events):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if first:
-                        ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
-                        first = False
+                # Past the shutdown drain deadline this raises ShuttingDown: the stream
+                # ends with an error event below (core/shutdown.py).
+                with DRAIN.bounded():
+                    async for chunk in inbound.render_stream(ctx, handle.events):
+                        await send(
+                            {"type": "http.response.body", "body": chunk, "more_body": True}
+                        )
+                        if first:
+                            ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
+                            first = False
             except GatewayError as err:
                 # The stream died after the first byte: tell the client in the stream
-                # itself, so the end does not look like a clean finish.
+                # itself, so the end does not look like a clean finish (unless the format
+                # already did, in its own events).
                 ctx.fail(err, err.status)
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": inbound.stream_error(err),
-                        "more_body": True,
-                    }
-                )
+                if not isinstance(err, ReportedInStream):
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": inbound.stream_error(err),
+                            "more_body": True,
+                        }
+                    )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await handle.aclose()

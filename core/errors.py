@@ -3,9 +3,10 @@
 The exception tree::
 
     GatewayError(status, type, message)       any refusal, rendered in the caller's shape
-     └── UpstreamError                        a provider failed; carries `retryable`
-          ├── UpstreamTimeout                 504: no answer within the read timeout
-          └── UpstreamUnreachable             502: connect failure, reset, DNS
+     ├── UpstreamError                        a provider failed; carries `retryable`
+     │    ├── UpstreamTimeout                 504: no answer within the read timeout
+     │    └── UpstreamUnreachable             502: connect failure, reset, DNS
+     └── ReportedInStream                     a mid-stream failure the client has been told
 
 Rendering lives here and nowhere else, so an error never leaks a key or prompt text
 through an ad-hoc f-string somewhere else: callers pass a message, this module shapes it.
@@ -13,18 +14,22 @@ through an ad-hoc f-string somewhere else: callers pass a message, this module s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 import msgspec
 
 __all__ = [
     "GatewayError",
+    "ReportedInStream",
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnreachable",
     "anthropic_error_body",
     "anthropic_error_type",
     "openai_error_body",
+    "retry_after_s",
 ]
 
 _encode = msgspec.json.Encoder().encode
@@ -105,6 +110,20 @@ class UpstreamUnreachable(UpstreamError):
         )
 
 
+class ReportedInStream(GatewayError):
+    """A failure after the first byte that the client was already told about inside the
+    stream, in its format's own events (a Responses `response.failed`, say): the core
+    records it on the request and sends nothing more."""
+
+    @classmethod
+    def of(cls, err: GatewayError) -> ReportedInStream:
+        reported = cls(
+            err.status, err.type, err.message, code=err.code, param=err.param, headers=err.headers
+        )
+        reported.retryable = err.retryable
+        return reported
+
+
 def openai_error_body(err: GatewayError) -> bytes:
     """`{"error": {"message", "type", "param", "code"}}` as OpenAI sends it."""
     return _encode(
@@ -151,3 +170,21 @@ def anthropic_error_body(err: GatewayError) -> bytes:
             "error": {"type": anthropic_error_type(err.status), "message": err.message},
         }
     )
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """An upstream's `retry-after` in seconds (a number, or an HTTP date), None when it
+    sent none or an unreadable one; never negative."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    if seconds != seconds or seconds == float("inf"):  # NaN, inf
+        return None
+    return max(0.0, seconds)
