@@ -11,6 +11,11 @@ request; for the router layer also the median µs of its own hooks per request, 
 one request at a time on a prepared context, and with tenant_auth (a virtual key on every
 request; found in its cache, or looked up in the SQLite store every time) and the median
 of tenant_auth's own hooks.
+
+Then the policy plugins (rate_limit, budget, both), with `memory://` counters and, when
+Redis answers on 127.0.0.1:6379, with `redis://`: CPU µs per request as above, the
+median wall-clock µs per request (with Redis, its round trips included), and the Redis
+calls per request with 64 requests in flight.
 """
 
 from __future__ import annotations
@@ -93,21 +98,9 @@ async def _virtual_key(gateway: Any) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", f"Bearer {made.key}".encode())]
 
 
-async def per_request_us(
-    plugins: str, n: int, tmp: Path, request: dict[str, Any] = REQUEST
-) -> float:
-    import time
-
-    body = encoded(request)
-    model = REQUEST["model"]
-    toml = BASE.format(model=model) + f'\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n' + plugins
-    app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
-    gateway = app.state.gateway
-    await gateway.start()  # what the lifespan does: store, counters, plugins, plans
-    gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
-    gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
-    auth = await _virtual_key(gateway) if "tenant_auth" in plugins else []
-    scope = {
+def _scope(body: bytes, extra: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope of a POST /v1/chat/completions carrying `body`."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -123,9 +116,26 @@ async def per_request_us(
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            *auth,
+            *extra,
         ],
     }
+
+
+async def per_request_us(
+    plugins: str, n: int, tmp: Path, request: dict[str, Any] = REQUEST
+) -> float:
+    import time
+
+    body = encoded(request)
+    model = REQUEST["model"]
+    toml = BASE.format(model=model) + f'\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n' + plugins
+    app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
+    gateway = app.state.gateway
+    await gateway.start()  # what the lifespan does: store, counters, plugins, plans
+    gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
+    gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
+    auth = await _virtual_key(gateway) if "tenant_auth" in plugins else []
+    scope = _scope(body, auth)
     message = {"type": "http.request", "body": body, "more_body": False}
 
     async def receive() -> dict[str, Any]:
@@ -236,6 +246,91 @@ async def tenant_auth_hooks_us(ttl: float, n: int, tmp: Path, store: str | None 
     return statistics.median(samples) * 1e6
 
 
+async def measure(
+    plugins: str, n: int, tmp: Path, counters: str = "memory://", in_flight: int = 1
+) -> tuple[float, float]:
+    """(mean CPU µs, median wall-clock µs) per request, `in_flight` at a time."""
+    import statistics
+    import time
+
+    body = encoded(REQUEST)
+    model = REQUEST["model"]
+    toml = BASE.format(model=model) + f'\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n'
+    toml += f'[counters]\nurl = "{counters}"\n' + plugins
+    app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
+    gateway = app.state.gateway
+    await gateway.start()  # what the lifespan does: store, counters, plugins, plans
+    gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
+    gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
+    scope = _scope(body, [])
+    message = {"type": "http.request", "body": body, "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    for _ in range(min(n, 2000)):  # warm-up: caches, the default route, allocator
+        await app(dict(scope), receive, send)
+    walls: list[float] = []
+    clock = time.perf_counter
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            began = clock()
+            await app(dict(scope), receive, send)
+            walls.append(clock() - began)
+
+    calls = _redis_calls() if counters.startswith("redis") else 0
+    start = time.process_time()
+    if in_flight == 1:
+        await worker(n)
+    else:
+        await asyncio.gather(*(worker(n // in_flight) for _ in range(in_flight)))
+    us = (time.process_time() - start) / len(walls) * 1e6
+    await gateway.close(hooks=True)  # the last settles are sent (and counted on Redis)
+    gateway.log_setup.close()
+    if counters.startswith("redis"):
+        last_redis_calls[0] = (_redis_calls() - calls) / len(walls)
+    return us, statistics.median(walls) * 1e6
+
+
+# The policy plugins, every limit high enough never to refuse: the anonymous tenant gets
+# the defaults (no auth plugin), so every request runs the whole check and settle path.
+BENCH_TENANT = "interlock-bench"
+RATE_LIMIT = f"""
+[plugins.rate_limit]
+tenant = {{ rpm = 1_000_000_000, tpm = 1_000_000_000_000 }}
+anonymous_tenant = "{BENCH_TENANT}"
+"""
+BUDGET = f"""
+[plugins.budget]
+tenant_usd = 1e12
+anonymous_tenant = "{BENCH_TENANT}"
+"""
+REDIS = "redis://127.0.0.1:6379/0"
+last_redis_calls = [0.0]  # Redis script calls per request in the last redis:// measure
+
+
+def _redis_answers() -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", 6379)) == 0
+
+
+async def _drop_bench_keys() -> None:
+    from redis.asyncio import Redis
+
+    raw = Redis.from_url(REDIS)
+    keys = [k async for k in raw.scan_iter(match=f"interlock:*{BENCH_TENANT}*")]
+    if keys:
+        await raw.delete(*keys)
+    await raw.aclose()
+
+
 def main() -> None:
     import tempfile
 
@@ -283,6 +378,53 @@ def main() -> None:
     print(f"  tenant_auth hooks, look-up  {miss_us:6.1f} µs median per request (SQLite)")
     if pg_us is not None:
         print(f"  tenant_auth hooks, look-up  {pg_us:6.1f} µs median per request (PostgreSQL)")
+    policy(run, args.n)
+
+
+def policy(run: Any, n: int) -> None:
+    import tempfile
+
+    backends = ["memory://"] + ([REDIS] if _redis_answers() else [])
+    rows = [
+        ("rate_limit", RATE_LIMIT),
+        ("budget", BUDGET),
+        ("rate_limit + budget", RATE_LIMIT + BUDGET),
+    ]
+    print("Policy plugins (mean CPU µs per request; median wall µs per request):")
+    for counters in backends:
+        with tempfile.TemporaryDirectory() as tmp:
+            bare_cpu, bare_wall = run(measure("", n, Path(tmp), counters))
+            label = counters.split(":")[0]
+            print(
+                f"  none ({label})              {bare_cpu:6.1f} µs CPU, median {bare_wall:6.1f} µs wall"
+            )
+            for name, plugins in rows:
+                cpu, wall = run(measure(plugins, n, Path(tmp), counters))
+                print(
+                    f"  {name + f' ({label})':<27} {cpu:6.1f} µs CPU per request ({cpu - bare_cpu:+.1f} µs); "
+                    f"median {wall:6.1f} µs wall ({wall - bare_wall:+.1f} µs)"
+                )
+        if counters == REDIS:
+            with tempfile.TemporaryDirectory() as tmp:
+                cpu, wall = run(measure(RATE_LIMIT + BUDGET, n, Path(tmp), counters, 64))
+                per = last_redis_calls[0]
+            print(
+                f"  rate_limit + budget (redis), 64 in flight: {cpu:6.1f} µs CPU per request; "
+                f"{per:.2f} Redis calls per request"
+            )
+            run(_drop_bench_keys())
+
+
+def _redis_calls() -> int:
+    """Script calls Redis has answered so far (INFO commandstats)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ class _Head(msgspec.Struct):
     store: bool | None = None
     previous_response_id: str | None = None
     metadata: msgspec.Raw = None  # type: ignore[assignment]
+    max_output_tokens: msgspec.Raw = None  # type: ignore[assignment]  # for rate_limit, budget
 
 
 class _Function(msgspec.Struct):
@@ -136,6 +137,7 @@ class OpenAIResponses:
             input=given,
             store=head.store,
             previous_response_id=head.previous_response_id,
+            max_tokens=head.max_output_tokens,
         )
         return Decoded(decoded, raw, head.stream, False, "responses")
 
