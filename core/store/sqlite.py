@@ -1,44 +1,172 @@
-"""The SQLite store: one aiosqlite connection (a thread of its own), WAL, parameters only."""
+"""The SQLite store: one aiosqlite connection (a thread of its own), WAL, parameters only.
+
+The connection is in autocommit mode (`isolation_level=None`) and transactions are
+explicit `BEGIN IMMEDIATE ... COMMIT`: the write lock is taken up front, so two processes
+on one file wait for each other (busy_timeout) instead of failing half-way. One asyncio
+lock serialises everything on the connection: a transaction holds it from BEGIN to
+COMMIT, an autocommit call for its one statement, so no statement of one coroutine ever
+lands inside another coroutine's transaction. Nothing here blocks the event loop.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any, Literal
 
 import aiosqlite
+
+from . import Migration, Row, StoreError, Tx
+from .guard import TaskGuard, TxState
+from .migrate import ensure_record_table, run
 
 __all__ = ["SqliteStore"]
 
 
+@contextmanager
+def _mapped() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:  # SQLite's messages name tables and columns, never values
+        raise StoreError(f"sqlite: {type(exc).__name__}: {exc}") from exc
+
+
+async def _execute(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+    with _mapped():
+        async with db.execute(sql, params) as cursor:
+            return max(cursor.rowcount, 0)
+
+
+async def _executemany(db: aiosqlite.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    with _mapped():
+        async with db.executemany(sql, rows):
+            pass
+
+
+async def _fetchall(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Row]:
+    with _mapped():
+        return [tuple(row) for row in await db.execute_fetchall(sql, params)]
+
+
+class _SqliteTx:
+    """The statements of one open transaction; refused once it has ended."""
+
+    __slots__ = ("_db", "_state")
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._state = TxState()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._state.check()
+        return await _execute(self._db, sql, params)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._state.check()
+        await _executemany(self._db, sql, rows)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self._state.check()
+        return await _fetchall(self._db, sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+
 class SqliteStore:
+    dialect: Literal["sqlite", "postgresql"] = "sqlite"
+
     def __init__(self, url: str, db: aiosqlite.Connection) -> None:
         self.url = url
         self._db = db
+        self._lock = asyncio.Lock()
+        self._guard = TaskGuard()
+        self._record_table = False
 
     @classmethod
     async def open(cls, url: str) -> SqliteStore:
         path = url.removeprefix("sqlite://")
         path = path[1:] if path.startswith("/") else path  # sqlite:///rel.db, sqlite:////abs.db
-        db = await aiosqlite.connect(path or ":memory:")
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA busy_timeout=5000")
+        db = await aiosqlite.connect(path or ":memory:", isolation_level=None)
+        try:
+            with _mapped():
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=NORMAL")
+                await db.execute("PRAGMA busy_timeout=5000")
+                await db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            await db.close()
+            raise
         return cls(url, db)
 
+    # -- autocommit: one statement under the lock --------------------------------------
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._guard.check()
+        async with self._lock:
+            return await _execute(self._db, sql, params)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            self._guard.check()
+            return
+        async with self.transaction() as tx:  # all rows or none, and one commit not n
+            await tx.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self._guard.check()
+        async with self._lock:
+            return await _fetchall(self._db, sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    # -- transactions --------------------------------------------------------------------
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        with self._guard.inside():
+            async with self._lock:
+                await _execute(self._db, "BEGIN IMMEDIATE", ())
+                tx = _SqliteTx(self._db)
+                try:
+                    yield tx
+                except BaseException as exc:
+                    tx._state.open = False
+                    await self._rollback(exc)
+                    raise
+                tx._state.open = False
+                try:
+                    await _execute(self._db, "COMMIT", ())
+                except BaseException as exc:
+                    await self._rollback(exc)
+                    raise
+
+    async def _rollback(self, reason: BaseException) -> None:
+        # Shielded: a cancelled caller must not leave the connection inside a transaction.
+        # The queue of the connection's thread keeps order, so nothing overtakes it.
+        try:
+            await asyncio.shield(self._db.rollback())
+        except (sqlite3.Error, ValueError) as exc:
+            reason.add_note(f"and the rollback failed too: {type(exc).__name__}: {exc}")
+
+    def _locked(self, owner: str) -> AbstractAsyncContextManager[Tx]:
+        return self.transaction()  # BEGIN IMMEDIATE is the lock between processes
+
+    async def migrate(self, owner: str, migrations: Sequence[Migration]) -> list[int]:
+        if not self._record_table:
+            await ensure_record_table("sqlite", self._locked)
+            self._record_table = True
+        return await run(owner, migrations, "sqlite", self, self._locked)
+
+    # -- lifecycle -----------------------------------------------------------------------
     async def ping(self) -> bool:
         try:
-            async with self._db.execute("SELECT 1") as cursor:
-                row = await cursor.fetchone()
+            return await self.fetchall("SELECT 1") == [(1,)]
         except Exception:
             return False
-        return row == (1,)
-
-    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        await self._db.execute(sql, params)
-        await self._db.commit()
-
-    async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        async with self._db.execute(sql, params) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
 
     async def close(self) -> None:
         await self._db.close()
