@@ -196,6 +196,7 @@ def _ipv6(text: str, out: Found) -> None:
 
 # -- everything made of digits: one pass over runs of digits and separators --------------
 _NUMERIC = re.compile(r"\d[\d .\-()\u00a0]{5,}\d")
+_DIGITS = re.compile(r"\d+")
 _CARD = re.compile(r"\d(?:[ -]?\d){11,18}(?![\w]|[.-]\d)")
 _SSN = re.compile(r"(?<![\w.-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w]|[.-]\d)")
 _SSN_BARE = re.compile(r"(?<![\w.-])(\d{3})(\d{2})(\d{4})(?![\w]|[.-]\d)")
@@ -205,6 +206,8 @@ _IBAN = re.compile(r"(?<![\w])[A-Z]{2}\d\d(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,
 _PHONE = re.compile(r"(?<![\w@+./:-])(?:\+|\b00)?\(?\d[\d ().\-\u00a0]{5,22}\d(?![\w@]|[.\-:/]\d)")
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}")
 _SEPARATORS = frozenset(" ().-\u00a0")
+_RUN_SEPARATORS = tuple(_SEPARATORS)
+_PHONE_MARKS = (*_RUN_SEPARATORS, "+")
 
 
 def _parentheses_ok(candidate: str) -> bool:
@@ -232,21 +235,29 @@ class _Numbers:
     def __init__(self, types: Collection[str], region: str) -> None:
         self.types = frozenset(types)
         self.region = region
+        # libphonenumber's verdicts (~50-100 µs each), by the candidate's hash: the same
+        # numbers come back in every turn of a conversation. No number is kept.
+        self._verdicts: dict[int, tuple[tuple[int, int], ...]] = {}
 
     def __call__(self, text: str, out: Found) -> None:
         types = self.types
         n = len(text)
         iban_done = -1
+        first = len(out)  # findings of earlier runs and detectors are not looked at
         for run in _NUMERIC.finditer(text):
+            s = run.group()
+            if _DATE.fullmatch(s):
+                continue  # 2026-11-02: the most common run in logs, and nothing else
+            digits = len(s) - sum(s.count(c) for c in _RUN_SEPARATORS)
             lo = max(0, run.start() - 4)
             hi = min(n, run.end() + 2)
             if "iban" in types and run.end() > iban_done:
                 iban_done = self._iban(text, max(0, run.start() - 40), hi, out)
-            if "credit_card" in types:
+            if "credit_card" in types and digits >= 12:
                 self._card(text, run, hi, out)
-            if "ssn" in types:
+            if "ssn" in types and digits >= 9:
                 self._ssn(text, lo, hi, out)
-            if "ip_address" in types and "." in run.group():
+            if "ip_address" in types and "." in s:
                 for m in _IPV4.finditer(text, lo, hi):
                     try:
                         address = ipaddress.IPv4Address(m.group())
@@ -255,7 +266,8 @@ class _Numbers:
                     if _personal_ip(address):
                         out.append(Finding(m.start(), m.end(), "ip_address"))
             if "phone" in types:
-                self._phones(text, lo, hi, out)
+                self._phones(text, lo, hi, out, first)
+            first = len(out)
 
     @staticmethod
     def _iban(text: str, lo: int, hi: int, out: Found) -> int:
@@ -268,28 +280,22 @@ class _Numbers:
 
     @staticmethod
     def _card(text: str, run: re.Match[str], hi: int, out: Found) -> None:
-        """Try each group start in the run: the longest match from a number that comes
-        before the card would otherwise hide it."""
-        s = run.group()
-        base = run.start()
-        i = 0
-        while i < len(s):
-            at = base + i
-            if _free_before(text, at, ".-"):
-                m = _CARD.match(text, at, hi)
-                if m is not None:
-                    candidate = m.group()
-                    digits = candidate.replace(" ", "").replace("-", "")
-                    one_separator = not (" " in candidate and "-" in candidate)
-                    if one_separator and card_issuer(digits) and luhn_ok(digits):
-                        out.append(Finding(m.start(), m.end(), "credit_card"))
-                        i = m.end() - base
-                        continue
-            # the next group: skip this one's digits, then its separators
-            while i < len(s) and s[i].isdigit():
-                i += 1
-            while i < len(s) and not s[i].isdigit():
-                i += 1
+        """Try each group of digits in the run as a card's start: the longest match
+        from a number that comes before the card would otherwise hide it."""
+        resume = 0
+        for group in _DIGITS.finditer(run.group()):
+            at = run.start() + group.start()
+            if at < resume or not _free_before(text, at, ".-"):
+                continue
+            m = _CARD.match(text, at, hi)
+            if m is None:
+                continue
+            candidate = m.group()
+            digits = candidate.replace(" ", "").replace("-", "")
+            one_separator = not (" " in candidate and "-" in candidate)
+            if one_separator and card_issuer(digits) and luhn_ok(digits):
+                out.append(Finding(m.start(), m.end(), "credit_card"))
+                resume = m.end()
 
     @staticmethod
     def _ssn(text: str, lo: int, hi: int, out: Found) -> None:
@@ -302,10 +308,16 @@ class _Numbers:
             if any(w in before for w in _SSN_WORDS) and ssn_ok(m.group(1), m.group(2), m.group(3)):
                 out.append(Finding(m.start(), m.end(), "ssn"))
 
-    def _phones(self, text: str, lo: int, hi: int, out: Found) -> None:
+    def _phones(self, text: str, lo: int, hi: int, out: Found, first: int) -> None:
+        """Phone candidates in one run's window, but for text a card, an SSN, an IBAN
+        or an IP address already took (`out[first:]`: what this run found)."""
+        taken = out[first:]
         for m in _PHONE.finditer(text, lo, hi):
+            start, end = m.span()
+            if any(start < f.end and f.start < end for f in taken):
+                continue
             candidate = m.group()
-            digits = sum(c.isdigit() for c in candidate)
+            digits = len(candidate) - sum(candidate.count(c) for c in _PHONE_MARKS)
             if not 7 <= digits <= 15 or _DATE.search(candidate):
                 continue
             international = candidate[0] == "+" or candidate.startswith("00")
@@ -318,15 +330,30 @@ class _Numbers:
                 continue  # a decimal number (85.98828125), not 415.555.0199
             if not _parentheses_ok(candidate):
                 continue
-            if self._valid(candidate):
-                out.append(Finding(m.start(), m.end(), "phone"))
-            elif digits > 10:
-                # Two numbers in a row, or a number and a year: let the library look inside.
-                matcher = phonenumbers.PhoneNumberMatcher(
-                    candidate, self.region, leniency=phonenumbers.Leniency.VALID
-                )
-                for found in matcher:
-                    out.append(Finding(m.start() + found.start, m.start() + found.end, "phone"))
+            for a, b in self._numbers_in(candidate, digits):
+                out.append(Finding(start + a, start + b, "phone"))
+
+    def _numbers_in(self, candidate: str, digits: int) -> tuple[tuple[int, int], ...]:
+        """Where in `candidate` libphonenumber sees valid numbers: all of it, or (more
+        than ten digits: two numbers in a row, a number and a year) what its matcher
+        finds inside. Remembered by the candidate's hash."""
+        key = hash(candidate)
+        known = self._verdicts.get(key)
+        if known is not None:
+            return known
+        if self._valid(candidate):
+            spans: tuple[tuple[int, int], ...] = ((0, len(candidate)),)
+        elif digits > 10:
+            matcher = phonenumbers.PhoneNumberMatcher(
+                candidate, self.region, leniency=phonenumbers.Leniency.VALID
+            )
+            spans = tuple((found.start, found.end) for found in matcher)
+        else:
+            spans = ()
+        if len(self._verdicts) >= 50_000:
+            self._verdicts.clear()
+        self._verdicts[key] = spans
+        return spans
 
     def _valid(self, candidate: str) -> bool:
         number = "+" + candidate[2:] if candidate.startswith("00") else candidate
@@ -374,11 +401,14 @@ class Detector:
 
 
 def _non_overlapping(found: Found) -> list[Finding]:
-    """Higher-priority findings first; a finding overlapping one already kept is dropped
-    (the same text found twice, by two runs, counts once)."""
-    kept: list[Finding] = []
-    for f in sorted(found, key=lambda f: (_PRIORITY[f.type], f.start, -f.end)):
-        if all(f.end <= k.start or f.start >= k.end for k in kept):
+    """In text order; of overlapping findings the higher-priority one stays (the same
+    text found twice, by two runs, counts once). One sort and one sweep."""
+    found.sort(key=lambda f: (f.start, _PRIORITY[f.type], -f.end))
+    kept: list[Finding] = [found[0]]
+    for f in found[1:]:
+        last = kept[-1]
+        if f.start >= last.end:
             kept.append(f)
-    kept.sort()
+        elif _PRIORITY[f.type] < _PRIORITY[last.type]:
+            kept[-1] = f
     return kept
