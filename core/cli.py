@@ -1,4 +1,4 @@
-"""`interlock serve | mock-upstream | check-config`.
+"""`interlock serve | mock-upstream | check-config | audit`.
 
 The CLI validates the whole configuration in the parent process first (so a typo is one
 clear line, not a traceback from every worker), then hands the app to the server by
@@ -8,6 +8,7 @@ import path; worker processes rebuild it from the same environment.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from typing import Any
@@ -50,16 +51,28 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a plugins.toml and exit")
     check.add_argument("file", nargs="?")
+
+    # The audit plugin's own commands (export, verify): it parses the rest itself.
+    audit = sub.add_parser("audit", help="the audit log: export, verify", add_help=False)
+    audit.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["audit"]:  # `--help` and every option after it are the plugin's
+        args = argparse.Namespace(command="audit", rest=argv[1:])
+    else:
+        args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
         if args.command == "mock-upstream":
             return _mock(args)
+        if args.command == "audit":
+            # Imported by name: the core depends on no plugin (only this command does).
+            audit_cli = importlib.import_module("interlock.plugins.audit.cli")
+            return int(audit_cli.main(args.rest))
         return _check(args.file)
     except ConfigError as exc:
         print(f"interlock: {exc}", file=sys.stderr)
