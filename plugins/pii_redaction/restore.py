@@ -7,11 +7,11 @@ one is text). Inside JSON text (OpenAI `function.arguments`, Anthropic `partial_
 a value is restored JSON-escaped, so the tool arguments stay valid JSON.
 
 Streams: an event is decoded only when it may hold a placeholder (`[` and a capital
-letter) or a held-back tail is waiting.
-For each text field (a choice's content, a tool call's arguments, an Anthropic content
-block), a tail that could still become a placeholder (`[EM`) is held back and put in
-front of that field's next piece; it is flushed when the field ends (finish_reason,
-content_block_stop, [DONE], the end of the stream), so nothing is ever lost or reordered.
+letter) or a held-back tail is waiting. For each text field (a choice's content, a tool
+call's arguments, an Anthropic content block), a tail that could still become a
+placeholder (`[EM`) is held back and put in front of that field's next piece; it is
+flushed when the field ends (finish_reason, content_block_stop, [DONE], the end of the
+stream), so nothing is ever lost or reordered, and only such a tail is ever buffered.
 """
 
 from __future__ import annotations
