@@ -3,7 +3,7 @@
 `pre_forward` finds emails, phone numbers, card numbers, SSNs, IBANs, IP addresses and
 secrets (OpenAI/Anthropic keys, AWS keys, GitHub tokens, JWTs, PEM private keys) in
 every message text (system prompts, string contents, text parts; with `tools = true`
-also tool-call arguments and tool results; and the `input` of embeddings), whatever the
+also tool-call arguments and Anthropic tool results; and the `input` of embeddings), whatever the
 inbound format and also on the native pass-through, and applies each type's action:
 `redact`, `mask`, `tokenize` or `block` (400 `pii_blocked`, naming the type). Tokenized
 values come back in the answer: `transform_response` restores a complete answer,
@@ -54,7 +54,8 @@ class PiiRedaction(Plugin):
         # type -> "redact" | "mask" | "tokenize" | "block" | "off"; types not named keep
         # their default (DEFAULT_ACTIONS in actions.py).
         actions: dict[str, Action] = {}
-        # Also tool-call arguments and tool results (Anthropic tool_result / tool_use).
+        # Also tool-call arguments (OpenAI tool_calls, Anthropic tool_use) and Anthropic
+        # tool_result blocks; OpenAI `role: tool` messages are message texts, always checked.
         tools: bool = False
         # Also the `input` of /v1/embeddings (tokenize redacts there: nothing comes back).
         embeddings: bool = True

@@ -297,12 +297,38 @@ async def test_tool_arguments_and_results_only_when_asked(
             {"role": "tool", "tool_call_id": "t1", "content": "sent"},
         ],
     }
+    claude = {
+        "model": "sonnet",
+        "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": "send it"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "t1", "name": "send", "input": {"to": email}}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "t1", "content": f"sent to {email}"}
+                ],
+            },
+        ],
+    }
+    fake.on("/v1/messages", answer)
     settings = f"tools = {str(tools).lower()}"
     async with run_gateway(toml(url, settings), tmp_path) as gw, httpx.AsyncClient() as client:
         resp = await client.post(gw + "/v1/chat/completions", json=request)
-    assert resp.status_code == 200
-    arguments = fake.requests[0].json()["messages"][1]["tool_calls"][0]["function"]["arguments"]
+        assert resp.status_code == 200
+        resp = await client.post(gw + "/v1/messages", json=claude)
+        assert resp.status_code == 200
+    openai, anthropic = (r.json()["messages"] for r in fake.requests)
+    arguments = openai[1]["tool_calls"][0]["function"]["arguments"]
     assert json.loads(arguments) == {"to": "[EMAIL_1]" if tools else email}
+    assert anthropic[1]["content"][0]["input"] == {"to": "[EMAIL_1]" if tools else email}
+    result = anthropic[2]["content"][0]["content"]
+    assert result == ("sent to [EMAIL_1]" if tools else f"sent to {email}")
 
 
 async def test_embeddings_input_is_redacted(upstream, tmp_path: Path) -> None:
