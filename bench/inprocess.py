@@ -5,14 +5,17 @@ client is replaced by one that answers a canned chat.completion at once, so the 
 is what the gateway itself costs (Starlette routing, decoding, the context, the hook
 plans, forwarding bookkeeping, pricing, the log line), without sockets, servers or the
 noise of a shared VM. It runs with no plugins and with the trivial plugin on four
-hooks, so the difference is the hook machinery's price. Prints CPU µs per request.
+hooks, so the difference is the hook machinery's price, then with the router layer
+(cost_router routing "auto" by its tiers, and with failover too). Prints CPU µs per
+request; for the router layer also the median µs of its own hooks per request, timed
+one request at a time on a prepared context.
 
-Then the built-in plugins that do work per request: `audit` on a SQLite file, durable
-(each request waits for its group commit) and not, one request at a time and 64 at once
-(CPU µs per request over the run, and the median request's wall-clock µs); and
-`pii_redaction` on a 2 kB and a 50 kB prompt that holds a few emails, phone numbers and
-a card number (median wall-clock µs per request with and without the plugin: no I/O
-there, so wall clock is CPU).
+Then the compliance plugins: `audit` on a SQLite file, durable (each request waits for
+its group commit) and not, one request at a time and 64 at once (CPU µs per request
+over the run, and the median request's wall-clock µs); and `pii_redaction` on a 2 kB and
+a 50 kB prompt that holds a few emails, phone numbers and a card number (median
+wall-clock µs per request with and without the plugin: no I/O there, so wall clock is
+CPU).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import io
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from bench.payloads import COMPLETION, REQUEST, encoded
 from interlock.core.app import create_app
@@ -66,8 +71,21 @@ class _CannedClient:
         return None
 
 
-async def per_request_us(plugins: str, n: int, tmp: Path) -> float:
-    return (await measure(plugins, n, tmp))[0]
+ROUTER = """
+[plugins.cost_router]
+tiers = [ { below = 0.3, model = "gpt-4o-mini" }, { below = 1.01, model = "gpt-4o-mini" } ]
+"""
+FAILOVER = """
+[plugins.failover]
+chain = ["gpt-4o-mini"]
+"""
+AUTO = {**REQUEST, "model": "auto"}
+
+
+async def per_request_us(
+    plugins: str, n: int, tmp: Path, request: dict[str, Any] = REQUEST
+) -> float:
+    return (await measure(plugins, n, tmp, request))[0]
 
 
 async def measure(
@@ -78,7 +96,7 @@ async def measure(
     import time
 
     body = encoded(request)
-    model = request["model"]
+    model = REQUEST["model"]
     toml = BASE.format(model=model) + f'\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n' + plugins
     app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
     gateway = app.state.gateway
@@ -133,6 +151,59 @@ async def measure(
     return us, statistics.median(walls) * 1e6
 
 
+async def router_hooks_us(n: int, tmp: Path) -> tuple[float, float]:
+    """Median µs per request of the router layer's own hooks: cost_router's route (score,
+    tier, order) plus its other hooks, and failover's pre_forward, on_attempt and
+    post_response (memory:// circuits), each request timed on its own."""
+    import statistics
+    import time
+
+    from interlock.core import Attempt, RequestContext, RoutingDecision
+    from interlock.core.context import ChatHead
+
+    body = encoded(AUTO)
+    head = msgspec.json.decode(body, type=ChatHead)
+    toml = BASE.format(model=REQUEST["model"]) + f'\n[store]\nurl = "sqlite:///{tmp}/r.db"\n'
+    app = create_app(
+        parse_config(tomllib.loads(toml + ROUTER + FAILOVER), source="bench", base_dir=str(BENCH))
+    )
+    gateway = app.state.gateway
+    await gateway.start()
+    router, failover = gateway.plugins
+    route_only: list[float] = []
+    layer: list[float] = []
+    clock = time.perf_counter
+    for i in range(n + 2000):
+        ctx = RequestContext(
+            request_id="r",
+            inbound="openai",
+            endpoint="chat",
+            path="/v1/chat/completions",
+            headers={},
+            client=None,
+        )
+        ctx.set_body(body, head)
+        start = clock()
+        decision = router.route(ctx)
+        routed = clock()
+        ctx.decision = RoutingDecision(list(decision.candidates), decision.reason)
+        router.pre_forward(ctx)
+        await failover.pre_forward(ctx)
+        attempt = Attempt("up", "gpt-4o-mini", status=200, latency_ms=1.0)
+        ctx.attempts.append(attempt)
+        router.on_attempt(ctx, attempt)
+        await failover.on_attempt(ctx, attempt)
+        router.post_response(ctx)
+        await failover.post_response(ctx)
+        end = clock()
+        if i >= 2000:  # after a warm-up
+            route_only.append((routed - start) * 1e6)
+            layer.append((end - start) * 1e6)
+    await gateway.close(hooks=True)
+    gateway.log_setup.close()
+    return statistics.median(route_only), statistics.median(layer)
+
+
 def main() -> None:
     import tempfile
 
@@ -149,11 +220,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bare = run(per_request_us("", args.n, Path(tmp)))
         hooks = run(per_request_us(trivial, args.n, Path(tmp)))
+        routed = run(per_request_us(ROUTER, args.n, Path(tmp), AUTO))
+        both = run(per_request_us(ROUTER + FAILOVER, args.n, Path(tmp), AUTO))
+        route_med, layer_med = run(router_hooks_us(args.n, Path(tmp)))
         audit = _audit_rows(run, args.n // 4, Path(tmp))
         pii = _pii_rows(run, args.n, Path(tmp))
     print(f"Interlock in-process, canned upstream, {args.n:,} requests:")
     print(f"  no plugins                  {bare:6.1f} µs CPU per request")
     print(f"  trivial plugin on 4 hooks   {hooks:6.1f} µs CPU per request ({hooks - bare:+.1f} µs)")
+    print(
+        f"  cost_router (auto, tiers)   {routed:6.1f} µs CPU per request ({routed - bare:+.1f} µs)"
+    )
+    print(f"  cost_router + failover      {both:6.1f} µs CPU per request ({both - bare:+.1f} µs)")
+    print(f"  cost_router route() alone   {route_med:6.1f} µs median per request")
+    print(f"  router layer's own hooks    {layer_med:6.1f} µs median per request")
     for line in audit + pii:
         print(line)
 

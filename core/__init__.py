@@ -24,6 +24,7 @@ from .hookspecs import hookimpl, hookspec
 from .plugins import EmptyConfig, Plugin
 from .providers.base import HttpProvider, Provider, ProviderReply
 from .services import Services
+from .store import Migration, StoreError
 
 __all__ = [
     "Attempt",
@@ -34,6 +35,7 @@ __all__ = [
     "HttpProvider",
     "Identity",
     "Limits",
+    "Migration",
     "Plugin",
     "Provider",
     "ProviderReply",
@@ -41,6 +43,7 @@ __all__ = [
     "RequestContext",
     "RoutingDecision",
     "Services",
+    "StoreError",
     "UpstreamError",
     "Usage",
     "hookimpl",

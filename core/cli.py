@@ -1,14 +1,15 @@
-"""`interlock serve | mock-upstream | check-config | audit`.
+"""`interlock serve | mock-upstream | check-config | version | route --explain | audit`.
 
 The CLI validates the whole configuration in the parent process first (so a typo is one
-clear line, not a traceback from every worker), then hands the app to the server by
-import path; worker processes rebuild it from the same environment.
+clear line, not a traceback from every worker), then hands over to core/serving.py, which
+binds the socket and runs the server; worker processes rebuild the app from the same
+environment. The same `main` is the single binary's entry point (scripts/build-binary).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import multiprocessing
 import os
 import sys
 from typing import Any
@@ -21,7 +22,6 @@ __all__ = ["main"]
 
 LOG_FORMAT_ENV = "INTERLOCK_LOG_FORMAT"
 PROFILE_ENV = "INTERLOCK_PROFILE"
-APP_PATH = "interlock.core.app:create_app_from_env()"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,32 +33,62 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         help=f"plugins.toml to use (default: ${CONFIG_ENV}, ./plugins.toml, built-in mock)",
     )
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve.add_argument("--host", help="address to listen on (default: [server] host)")
+    serve.add_argument(
+        "--port", type=int, help="port to listen on, 0 for any free one (default: [server] port)"
+    )
+    serve.add_argument("--workers", type=int, help="worker processes (default: [server] workers)")
     serve.add_argument(
         "--fast", action="store_true", help='the fast profile: [server] profile = "fast"'
     )
     serve.add_argument("--log-format", choices=["json", "console"])
 
-    mock = sub.add_parser("mock-upstream", help="run the mock LLM as an OpenAI-compatible server")
-    mock.add_argument("--host", default="127.0.0.1")
-    mock.add_argument("--port", type=int, default=9000)
-    mock.add_argument("--latency-ms", type=float, default=0.0)
-    mock.add_argument("--chunk-delay-ms", type=float, default=0.0)
-    mock.add_argument("--words", type=int, default=24)
-    mock.add_argument("--chunks", type=int, default=8)
+    mock = sub.add_parser(
+        "mock-upstream",
+        help="run the mock LLM as an OpenAI-compatible server",
+        description="The built-in mock LLM as a standalone OpenAI-compatible server "
+        "(/v1/chat/completions, streamed or not, and /v1/embeddings): a provider to point "
+        "the gateway or a benchmark at.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    mock.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    mock.add_argument(
+        "--port", type=int, default=9000, help="port to listen on, 0 for any free one"
+    )
+    mock.add_argument(
+        "--latency-ms", type=float, default=0.0, help="wait before the first byte of every answer"
+    )
+    mock.add_argument(
+        "--chunk-delay-ms", type=float, default=0.0, help="wait between streamed chunks"
+    )
+    mock.add_argument("--words", type=int, default=24, help="words in every answer")
+    mock.add_argument(
+        "--chunks", type=int, default=8, help="content chunks in a streamed answer (at least 5)"
+    )
 
     check = sub.add_parser("check-config", help="validate a plugins.toml and exit")
-    check.add_argument("file", nargs="?")
+    check.add_argument("file", nargs="?", help="the file (default: as `serve` finds it)")
 
-    # The audit plugin's own commands (export, verify): it parses the rest itself.
+    sub.add_parser(
+        "version", help="show the version, the Python, and each profile's server and client"
+    )
+
+    route = sub.add_parser("route", help="how cost_router would route a request (nothing is sent)")
+    route.add_argument("--explain", required=True, metavar="JSON", help="the request body")
+    route.add_argument("--config", help="plugins.toml to read [plugins.cost_router] from")
+    route.add_argument("--tenant", help="apply this tenant's overrides")
+    route.add_argument("--feature", help="the request's feature tag (X-Feature)")
+
+    # The audit plugin's commands (export, verify): its own parser reads the rest.
     audit = sub.add_parser("audit", help="the audit log: export, verify", add_help=False)
     audit.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # In the single binary a worker process starts as this same executable: this runs the
+    # worker and exits (outside a frozen build it does nothing).
+    multiprocessing.freeze_support()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["audit"]:  # `--help` and every option after it are the plugin's
         args = argparse.Namespace(command="audit", rest=argv[1:])
@@ -69,10 +99,17 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "mock-upstream":
             return _mock(args)
+        if args.command == "version":
+            from .version import report
+
+            print("\n".join(report()))
+            return 0
+        if args.command == "route":
+            return _route(args)
         if args.command == "audit":
-            # Imported by name: the core depends on no plugin (only this command does).
-            audit_cli = importlib.import_module("interlock.plugins.audit.cli")
-            return int(audit_cli.main(args.rest))
+            from interlock.plugins.audit.cli import main as audit_main
+
+            return audit_main(args.rest)
         return _check(args.file)
     except ConfigError as exc:
         print(f"interlock: {exc}", file=sys.stderr)
@@ -108,6 +145,15 @@ def _check(path: str | None) -> int:
     return 0
 
 
+def _route(args: argparse.Namespace) -> int:
+    # A plugin's module, imported only for this command: the core never depends on it.
+    from interlock.plugins.cost_router.explain import explain_command
+
+    config = load_config(args.config)
+    print(explain_command(config, args.explain, tenant=args.tenant, feature=args.feature))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
@@ -136,9 +182,11 @@ def _serve(args: argparse.Namespace) -> int:
                 'url = "redis://127.0.0.1:6379/0" or use --workers 1'
             )
     if config.server.profile == "fast":
+        _check_fast_profile()
         os.environ[PROFILE_ENV] = "fast"  # workers rebuild the app from the environment
-        return _serve_fast(config)
-    return _serve_hypercorn(config)
+    from .serving import serve
+
+    return serve(config)
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace) -> None:
@@ -154,72 +202,15 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> None:
         config.logging.format = args.log_format
 
 
-def hypercorn_config(config: Config) -> Any:
-    from hypercorn.config import Config as HypercornConfig
-
-    server = config.server
-    hc = HypercornConfig()
-    hc.bind = [f"{server.host}:{server.port}"]
-    hc.application_path = APP_PATH
-    hc.workers = 0 if server.workers <= 1 else server.workers
-    hc.worker_class = "uvloop" if _has_uvloop() else "asyncio"
-    hc.keep_alive_timeout = server.keep_alive_timeout
-    hc.backlog = server.backlog
-    hc.graceful_timeout = server.graceful_timeout
-    hc.accesslog = None  # one structured line per request comes from the gateway itself
-    hc.errorlog = "-"
-    return hc
-
-
-def _serve_hypercorn(config: Config) -> int:
-    from hypercorn.run import run
-
-    print(
-        f"interlock: serving on http://{config.server.host}:{config.server.port} "
-        f"(hypercorn, {max(1, config.server.workers)} worker(s), config: {config.source})",
-        file=sys.stderr,
-        flush=True,
-    )
-    return run(hypercorn_config(config))
-
-
-def _serve_fast(config: Config) -> int:
+def _check_fast_profile() -> None:
     try:
         import aiohttp  # noqa: F401  the fast profile's client
         import httptools  # noqa: F401
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         raise ConfigError(
             "[server] key `profile`: \"fast\" needs the fast extra: pip install 'interlock[fast]'"
         ) from None
-    print(
-        f"interlock: serving on http://{config.server.host}:{config.server.port} "
-        f"(fast profile: uvicorn + httptools, {max(1, config.server.workers)} worker(s))",
-        file=sys.stderr,
-        flush=True,
-    )
-    uvicorn.run(
-        APP_PATH.removesuffix("()"),
-        factory=True,
-        host=config.server.host,
-        port=config.server.port,
-        workers=max(1, config.server.workers),
-        loop="uvloop" if _has_uvloop() else "asyncio",
-        http="httptools",
-        access_log=False,
-        timeout_keep_alive=int(config.server.keep_alive_timeout),
-        backlog=config.server.backlog,
-        log_level="warning",
-    )
-    return 0
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _mock(args: argparse.Namespace) -> int:

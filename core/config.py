@@ -94,7 +94,9 @@ class ServerConfig(_Table):
     max_request_timeout_s: float = 3600.0
     keep_alive_timeout: float = 75.0
     backlog: int = 2048
-    graceful_timeout: float = 10.0
+    # On SIGTERM/SIGINT, requests in flight get this long to finish; streams still open
+    # then end with an error event in the caller's format (core/shutdown.py).
+    shutdown_timeout_s: float = 10.0
 
     def upstream_client(self) -> str:
         """`client` when set, else the profile's measured choice (bench/README.md):
@@ -252,6 +254,8 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: str = ".") -> Co
             f"{source}: [server] key `request_timeout_s`: must be > 0 and at most "
             "`max_request_timeout_s`"
         )
+    if server.shutdown_timeout_s < 0:
+        raise ConfigError(f"{source}: [server] key `shutdown_timeout_s`: must not be negative")
     return Config(
         source=source,
         server=server,

@@ -121,6 +121,8 @@ class Attempt(msgspec.Struct):
     error: str | None = None
     retryable: bool = False
     latency_ms: float = 0.0
+    # The upstream's Retry-After, in seconds, when a failed attempt carried one.
+    retry_after_s: float | None = None
 
 
 class ReadyResponse(msgspec.Struct):
@@ -146,6 +148,7 @@ class RequestContext:
 
     __slots__ = (
         "_payload",
+        "attempting",
         "attempts",
         "body",
         "client",
@@ -154,6 +157,7 @@ class RequestContext:
         "decision",
         "endpoint",
         "error",
+        "expired",
         "headers",
         "identity",
         "inbound",
@@ -221,6 +225,8 @@ class RequestContext:
         self.started = time.perf_counter()
         # `asyncio` loop time by which the whole request (every attempt) must be answered.
         self.deadline = deadline
+        self.attempting = False  # waiting on an upstream attempt (the deadline applies)
+        self.expired = False  # the deadline passed during an attempt (set by disconnect.py)
         self.timings: dict[str, float] = {}
         self.state: dict[str, Any] = {}
         self.overrides: dict[str, Any] | None = None

@@ -18,6 +18,7 @@ from .disconnect import Sweeper, Watch
 from .errors import GatewayError
 from .exchange import Exchange
 from .inbound import InboundFormat, tags_from
+from .shutdown import DRAIN
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -65,7 +66,7 @@ class ProxyEndpoint:
             ctx.tags = tags_from(headers, metadata)
         task = asyncio.current_task()
         assert task is not None
-        watch = Watch(receive, task)
+        watch = Watch(receive, task, ctx)
         sweeper = self._sweeper
         sweeper.add(watch)
         pipeline = self.gateway.pipeline
@@ -78,10 +79,15 @@ class ProxyEndpoint:
                 await ex.json(ctx.status or 200, body)
                 ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
         except asyncio.CancelledError:
-            if not watch.gone:
-                raise
-            task.uncancel()
-            raise ClientGone() from None
+            if watch.gone:
+                task.uncancel()
+                raise ClientGone() from None
+            if ctx.expired:  # the deadline's cancel landed just after an attempt ended
+                task.uncancel()
+                raise GatewayError(
+                    504, "deadline_exceeded", "the request was not answered within its deadline"
+                ) from None
+            raise
         finally:
             sweeper.remove(watch)
             watch.stop()
@@ -100,11 +106,16 @@ class ProxyEndpoint:
             )
             first = True
             try:
-                async for chunk in inbound.render_stream(ctx, handle.events):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if first:
-                        ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
-                        first = False
+                # Past the shutdown drain deadline this raises ShuttingDown: the stream
+                # ends with an error event below (core/shutdown.py).
+                with DRAIN.bounded():
+                    async for chunk in inbound.render_stream(ctx, handle.events):
+                        await send(
+                            {"type": "http.response.body", "body": chunk, "more_body": True}
+                        )
+                        if first:
+                            ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
+                            first = False
             except GatewayError as err:
                 # The stream died after the first byte: tell the client in the stream
                 # itself, so the end does not look like a clean finish.

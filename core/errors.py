@@ -13,7 +13,9 @@ through an ad-hoc f-string somewhere else: callers pass a message, this module s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 import msgspec
 
@@ -25,6 +27,7 @@ __all__ = [
     "anthropic_error_body",
     "anthropic_error_type",
     "openai_error_body",
+    "retry_after_s",
 ]
 
 _encode = msgspec.json.Encoder().encode
@@ -151,3 +154,21 @@ def anthropic_error_body(err: GatewayError) -> bytes:
             "error": {"type": anthropic_error_type(err.status), "message": err.message},
         }
     )
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """An upstream's `retry-after` in seconds (a number, or an HTTP date), None when it
+    sent none or an unreadable one; never negative."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    if seconds != seconds or seconds == float("inf"):  # NaN, inf
+        return None
+    return max(0.0, seconds)

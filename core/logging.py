@@ -28,7 +28,15 @@ from typing import Any
 import msgspec
 import structlog
 
-__all__ = ["BackgroundWriter", "LogSetup", "Redactor", "configure_logging", "get_logger"]
+__all__ = [
+    "BackgroundWriter",
+    "JsonLineFormatter",
+    "LogSetup",
+    "Redactor",
+    "configure_logging",
+    "get_logger",
+    "json_stdlib_handler",
+]
 
 _SENSITIVE_FIELDS = frozenset(
     {
@@ -286,3 +294,28 @@ def configure_logging(
 
 def get_logger(name: str = "interlock") -> Any:
     return structlog.get_logger(name)
+
+
+class JsonLineFormatter(logging.Formatter):
+    """The servers' own log records (hypercorn's, uvicorn's) as JSON lines shaped like
+    ours, so `--log-format json` means every line on the output is JSON."""
+
+    _encode = msgspec.json.Encoder().encode
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "event": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs * 1000):06d}Z",
+        }
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        return self._encode(event).decode()
+
+
+def json_stdlib_handler(stream: Any = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    return handler

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .context import Attempt, Candidate, RequestContext, RoutingDecision
-from .errors import GatewayError, UpstreamError
+from .errors import GatewayError, UpstreamError, retry_after_s
 from .plugins import HookPlans
 from .pricing import Pricing
 from .providers.base import Provider, ProviderReply
@@ -115,13 +115,11 @@ class Pipeline:
         error stops, the first success is the answer. The candidate list is read afresh
         after every attempt: `on_attempt` may drop a failing provider's other entries."""
         assert ctx.decision is not None
-        candidates = ctx.decision.candidates
-        loop = asyncio.get_running_loop()
+        loop_time = asyncio.get_running_loop().time
         last: GatewayError | None = None
-        i = 0
-        while i < len(candidates):
-            candidate = candidates[i]
-            i += 1
+        tried: list[Candidate] = []
+        while (candidate := _untried(ctx.decision.candidates, tried)) is not None:
+            tried.append(candidate)
             attempt = Attempt(candidate.provider, candidate.model)
             ctx.attempts.append(attempt)
             provider = self.providers.get(candidate.provider)
@@ -134,31 +132,39 @@ class Pipeline:
                 )
                 await self._on_attempt(ctx, attempt)
                 continue
-            if loop.time() >= ctx.deadline:
+            if loop_time() >= ctx.deadline:
+                attempt.status = 504
                 attempt.error = "deadline_exceeded"
+                await self._on_attempt(ctx, attempt)
                 raise _deadline_error(ctx)
             if ctx.inbound == "anthropic":
                 adapt_body(ctx, provider)
             start = time.perf_counter()
+            ctx.attempting = True  # the disconnect sweeper enforces ctx.deadline now
             try:
-                async with asyncio.timeout_at(ctx.deadline):
-                    result = await call(provider, ctx, candidate.model)
+                result = await call(provider, ctx, candidate.model)
             except UpstreamError as err:
                 attempt.status = err.status
                 attempt.error = err.type
                 attempt.retryable = err.retryable
+                attempt.retry_after_s = retry_after_s(err.headers)
                 attempt.latency_ms = (time.perf_counter() - start) * 1000
                 await self._on_attempt(ctx, attempt)
                 last = err
                 if err.retryable:
                     continue
                 raise
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if not ctx.expired:
+                    raise
+                _uncancel()
                 attempt.status = 504
                 attempt.error = "deadline_exceeded"
                 attempt.latency_ms = (time.perf_counter() - start) * 1000
                 await self._on_attempt(ctx, attempt)
                 raise _deadline_error(ctx) from None
+            finally:
+                ctx.attempting = False
             attempt.status = 200
             attempt.latency_ms = (time.perf_counter() - start) * 1000
             ctx.provider = candidate.provider
@@ -282,6 +288,28 @@ class Pipeline:
             ),
             "warning" if ctx.status >= 500 else "info",
         )
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+def _untried(candidates: list[Candidate], tried: list[Candidate]) -> Candidate | None:
+    """The first candidate not tried yet. `on_attempt` may edit the list between tries
+    (in place, or by assigning a new one, tried entries kept or not), so it is searched
+    afresh each time rather than walked by index; a candidate listed k times counts as
+    tried once it has been tried k times."""
+    if not tried:
+        return candidates[0] if candidates else None
+    left = list(tried)
+    for candidate in candidates:
+        if candidate in left:
+            left.remove(candidate)
+        else:
+            return candidate
+    return None
 
 
 def _deadline_error(ctx: RequestContext) -> GatewayError:

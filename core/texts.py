@@ -42,8 +42,9 @@ def map_texts(ctx: RequestContext, fn: Fn, *, tools: bool = False) -> int:
         return new
 
     touched = _walk(payload, ctx.wire, apply, tools=tools)
-    for field in touched:
-        ctx.set_field(field, payload[field])
+    if changed[0]:  # nothing changed: the original bytes are forwarded as they are
+        for field in touched:
+            ctx.set_field(field, payload[field])
     return changed[0]
 
 

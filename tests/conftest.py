@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from tests import hooks_run
 from tests.support import FakeUpstream, fake_upstream
 
 
@@ -34,8 +35,37 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+# -- which hooks the tests really ran (tests/hooks_run.py, checked in tests/test_docs.py) --
+_HOOKS_PATCH = pytest.MonkeyPatch()
+LAST = "tests/test_docs.py::test_every_hook_ran_in_test_hooks"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    hooks_run.install(_HOOKS_PATCH)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _HOOKS_PATCH.undo()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    hooks_run.running(item.path)
+    try:
+        return (yield)
+    finally:
+        hooks_run.running(None)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    hooks_run.DESELECTED.extend(item.nodeid for item in items)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    return None
+    """The check of which hooks ran goes last, after every test that could run them."""
+    last = [item for item in items if item.nodeid == LAST]
+    items[:] = [item for item in items if item.nodeid != LAST] + last
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from interlock.core.app import create_app
 from interlock.core.config import load_config, parse_config
+from interlock.core.sse import parse_event
 
 GUARD = 10.0  # seconds: a guard against hangs, never a wait for something to happen
 
@@ -71,7 +73,75 @@ async def run_gateway(toml: str, tmp_path: Path) -> AsyncIterator[str]:
         yield url
 
 
-__all__ = ["FakeUpstream", "Reply", "gateway_config", "load_config", "run_gateway", "serve_asgi"]
+__all__ = [
+    "FakeUpstream",
+    "RawResponse",
+    "Reply",
+    "gateway_config",
+    "load_config",
+    "local_plugin",
+    "raw_connect",
+    "read_response",
+    "request_lines",
+    "run_gateway",
+    "serve_asgi",
+    "sse",
+    "sse_events",
+]
+
+
+def local_plugin(tmp_path: Path, name: str, body: str, prelude: str = "") -> str:
+    """Write a local-file plugin class `P` named `name` whose class body is `body`
+    (after `prelude`, module-level code such as imports of the test's recording lists);
+    returns its `[plugins.NAME]` table."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(
+        textwrap.dedent("""
+        import asyncio
+        from interlock.core import hookimpl, Plugin, GatewayError, RoutingDecision, Candidate, ReadyResponse
+        """)
+        + textwrap.dedent(prelude)
+        + f"\n\nclass P(Plugin):\n    name = {name!r}\n"
+        + textwrap.indent(textwrap.dedent(body), "    ")
+    )
+    return f'\n[plugins.{name}]\npath = "{path}"\n'
+
+
+def request_lines(output: str) -> list[dict[str, Any]]:
+    """The gateway's one-per-request log lines (`"event": "request"`) in its JSON output."""
+    lines = [msgspec.json.decode(line) for line in output.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "request"]
+
+
+# -- raw HTTP/1.1, for what a client library would hide (partial bodies, early answers) ------
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def raw_connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port))
+
+
+async def read_response(reader: asyncio.StreamReader) -> RawResponse:
+    """One HTTP/1.1 response: its head, then a body of `content-length` bytes or chunks."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GUARD)
+    status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), GUARD)
+    else:
+        parts = []
+        while size := int((await asyncio.wait_for(reader.readline(), GUARD)).strip(), 16):
+            parts.append(await asyncio.wait_for(reader.readexactly(size + 2), GUARD))
+        body = b"".join(p[:-2] for p in parts)
+    return RawResponse(int(status_line.split()[1]), headers, body)
 
 
 # -- fake upstreams -------------------------------------------------------------------------
@@ -188,3 +258,14 @@ async def fake_upstream() -> AsyncIterator[tuple[FakeUpstream, str]]:
 
 def sse(doc: Any) -> bytes:
     return b"data: " + msgspec.json.encode(doc) + b"\n\n"
+
+
+def sse_events(raw: bytes) -> list[tuple[str | None, Any]]:
+    """(event name, decoded data) of each SSE event; `[DONE]` stays bytes."""
+    out: list[tuple[str | None, Any]] = []
+    for event in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        if not event.strip():
+            continue
+        name, data = parse_event(event)
+        out.append((name, data if data == b"[DONE]" else msgspec.json.decode(data)))
+    return out

@@ -42,7 +42,7 @@ class Migration(msgspec.Struct, frozen=True):
     """One step of a plugin's schema; applied once per database, in version order."""
 
     version: int  # 1, 2, 3 ... per owner
-    sql: tuple[str, ...]  # statements for both dialects (DDL, no placeholders)
+    sql: tuple[str, ...]  # statements for both dialects, one per string, no placeholders
     postgresql: tuple[str, ...] | None = None  # used instead of `sql` on PostgreSQL
 
 

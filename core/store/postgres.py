@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # asyncpg's classes are generic in its stubs only
     _Target: TypeAlias = asyncpg.Pool[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 _OPTIONS = {"pool_max", "command_timeout", "connect_timeout", "schema"}
 _COUNTED = {"INSERT", "UPDATE", "DELETE", "MERGE"}
+# asyncpg's own data error: "invalid input for query argument $1: <the value> (<why>)".
+_ARGUMENT = re.compile(r"invalid input for query argument (\$\d+(?: in element #\d+)?)")
 
 
 class _Settings(NamedTuple):
@@ -104,21 +107,25 @@ def _describe(exc: BaseException) -> str:
     name = type(exc).__name__
     if isinstance(exc, asyncpg.PostgresError):
         state = exc.sqlstate or "?"
-        if state.startswith("22"):  # data exceptions quote the offending input
-            return f"{name} (SQLSTATE {state})"
-        return f"{name} (SQLSTATE {state}): {exc.args[0] if exc.args else ''}"
-    if isinstance(exc, asyncpg.DataError):  # "invalid input for query argument $1: 'v' (...)"
+        message = str(exc.args[0]) if exc.args else ""
+        if state.startswith("22"):  # data exceptions quote the input, asyncpg's own included
+            argument = _ARGUMENT.match(message)
+            where = f": invalid input for query argument {argument[1]}" if argument else ""
+            return f"{name} (SQLSTATE {state}){where}"
+        return f"{name} (SQLSTATE {state}): {message}"  # the primary message, no DETAIL
+    text = str(exc)
+    if "query argument" in text:  # a codec's complaint about an argument may quote it
         return f"{name}: a query argument does not fit its column's type"
-    return f"{name}: {exc}"
+    return f"{name}: {text}"
 
 
 @contextmanager
 def _mapped() -> Iterator[None]:
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.DataError) as exc:
-        raise StoreError(f"postgresql: {_describe(exc)}") from None  # a cause would quote values
-    except (asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"postgresql: {_describe(exc)}") from None  # a cause could quote values
+    except (OSError, TimeoutError) as exc:
         raise StoreError(f"postgresql: {_describe(exc)}") from exc
 
 

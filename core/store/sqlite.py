@@ -129,16 +129,15 @@ class SqliteStore:
     async def transaction(self) -> AsyncIterator[Tx]:
         with self._guard.inside():
             async with self._lock:
-                await _execute(self._db, "BEGIN IMMEDIATE", ())
                 tx = _SqliteTx(self._db)
                 try:
-                    yield tx
-                except BaseException as exc:
-                    tx._state.open = False
-                    await self._rollback(exc)
-                    raise
-                tx._state.open = False
-                try:
+                    # Cancelled while BEGIN or COMMIT runs, the thread still finishes it:
+                    # the rollback below (a no-op when no transaction is open) cleans up.
+                    await _execute(self._db, "BEGIN IMMEDIATE", ())
+                    try:
+                        yield tx
+                    finally:
+                        tx._state.open = False
                     await _execute(self._db, "COMMIT", ())
                 except BaseException as exc:
                     await self._rollback(exc)

@@ -41,6 +41,8 @@ def build(tmp_path: Path, text: str) -> None:
             "must be http:// or https://",
         ),
         ("[logging]\nlevel = 'loud'\n", "[logging] key `level`"),
+        ("[server]\nshutdown_timeout_s = -1\n", "[server] key `shutdown_timeout_s`: must not be"),
+        ("[server]\ngraceful_timeout = 5\n", "[server] key `graceful_timeout`: unknown key"),
         ("this is not toml", "not valid TOML"),
     ],
 )

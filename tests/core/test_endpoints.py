@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from interlock.core.context import Usage
 from interlock.core.pricing import Pricing
 from tests.core.test_proxy_openai import COMPLETION, config
-from tests.support import Reply, run_gateway
+from tests.support import GUARD, Reply, run_gateway
 
 MOCK = '[[providers]]\nname = "mock"\nkind = "mock"\nmodels = ["mock-a", "mock-b"]\n'
 
@@ -121,7 +122,7 @@ def test_redactor_replaces_configured_secrets() -> None:
     configure_logging("json", "info")
 
 
-def test_log_writes_never_block_the_caller() -> None:
+async def test_log_writes_never_block_the_caller() -> None:
     """A stalled log consumer (a full pipe) must not stall the request path."""
     import threading
 
@@ -132,16 +133,24 @@ def test_log_writes_never_block_the_caller() -> None:
 
     class StuckPipe:
         def write(self, data: bytes) -> None:
-            release.wait(10)
+            release.wait(GUARD)
             written.append(data)
 
         def flush(self) -> None:
             pass
 
     writer = BackgroundWriter(StuckPipe())
-    for i in range(1000):
-        writer.write(b"line %d\n" % i)  # returns at once although the pipe is stuck
-    assert written == []
-    release.set()
+
+    def log_a_burst() -> None:
+        for i in range(1000):
+            writer.write(b"line %d\n" % i)  # returns at once although the pipe is stuck
+
+    try:
+        # A writer that blocked would hold this thread in the stuck pipe: the guard turns
+        # that into a failure instead of a hang.
+        await asyncio.wait_for(asyncio.to_thread(log_a_burst), GUARD)
+        assert written == []
+    finally:
+        release.set()
     writer.close()
     assert b"".join(written) == b"".join(b"line %d\n" % i for i in range(1000))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
 
-from tests.support import GUARD, Recorded, Reply, run_gateway, sse
+from tests.support import GUARD, Recorded, Reply, local_plugin, run_gateway, sse
 
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -27,6 +28,30 @@ COMPLETION = {
         "prompt_tokens_details": {"cached_tokens": 3},
     },
 }
+
+
+# What the recording plugin below sees: (hook, detail); cleared per test that uses it.
+SEEN: list[tuple[str, Any]] = []
+ENDED: list[asyncio.Event] = []
+RECORDING = """
+@hookimpl
+def pre_forward(self, ctx):
+    SEEN.append(("tags", dict(ctx.tags)))
+
+@hookimpl
+def post_response(self, ctx):
+    SEEN.append(("post_response", (ctx.status, ctx.usage)))
+    ENDED[0].set()
+"""
+
+
+def recording(tmp_path: Path) -> str:
+    """A plugin recording ctx.tags and what post_response saw, into SEEN."""
+    SEEN.clear()
+    ENDED[:] = [asyncio.Event()]
+    return local_plugin(
+        tmp_path, "recording", RECORDING, "from tests.core.test_proxy_openai import SEEN, ENDED\n"
+    )
 
 
 def config(url: str, extra: str = "", client: str = "httpx", server: str = "") -> str:
@@ -158,12 +183,13 @@ async def test_first_chunk_reaches_client_before_upstream_finishes(
     async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
         async with client.stream("POST", f"{gw}/v1/chat/completions", json=body) as resp:
             it = resp.aiter_bytes()
+            # The upstream cannot go on before `release`: a gateway that held events
+            # back would hang here (and fail at the guard) instead of relaying this one.
             first = await asyncio.wait_for(anext(it), GUARD)
-            assert b'"first"' in first
-            assert not fake.stream_finished.is_set()
+            assert first == sse(chunk("first"))  # relayed as it came, alone and whole
             release.set()
             rest = b"".join([c async for c in it])
-    assert rest.endswith(b"data: [DONE]\n\n")
+    assert rest == sse(chunk(None, "stop")) + b"data: [DONE]\n\n"
 
 
 async def test_client_disconnect_cancels_upstream_request(
@@ -173,19 +199,25 @@ async def test_client_disconnect_cancels_upstream_request(
     never = asyncio.Event()
 
     async def events() -> AsyncIterator[bytes]:
-        yield sse(chunk("first"))
+        yield sse(chunk("first")) + sse(chunk("second")) + sse(chunk("third"))
         await never.wait()
         yield b"data: [DONE]\n\n"
 
     fake.on("/v1/chat/completions", lambda r: Reply.sse(events()))
     body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
+    toml = config(url, client=client_kind) + recording(tmp_path)
+    async with run_gateway(toml, tmp_path) as gw:
         async with httpx.AsyncClient() as client:
             async with client.stream("POST", f"{gw}/v1/chat/completions", json=body) as resp:
                 await asyncio.wait_for(anext(resp.aiter_bytes()), GUARD)
             # leaving the block closes the connection mid-stream
         await asyncio.wait_for(fake.stream_closed.wait(), GUARD)
-    assert fake.stream_closed.is_set()
+        await asyncio.wait_for(ENDED[0].wait(), GUARD)
+    # The upstream sent no usage before it was cut off: post_response gets an estimate.
+    [(status, usage)] = [detail for hook, detail in SEEN if hook == "post_response"]
+    assert status == 499
+    assert usage.estimated
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
 
 
 async def test_client_disconnect_cancels_non_streamed_upstream_request(
@@ -206,14 +238,17 @@ async def test_client_disconnect_cancels_non_streamed_upstream_request(
 
     fake.on("/v1/chat/completions", slow)
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
-    async with run_gateway(config(url, client=client_kind), tmp_path) as gw:
+    toml = config(url, client=client_kind) + recording(tmp_path)
+    async with run_gateway(toml, tmp_path) as gw:
         async with httpx.AsyncClient() as client:
             request = asyncio.ensure_future(client.post(f"{gw}/v1/chat/completions", json=body))
             await asyncio.wait_for(arrived.wait(), GUARD)
             request.cancel()  # the client gives up and closes its connection
             await asyncio.wait_for(fake.stream_closed.wait(), GUARD)
+            await asyncio.wait_for(ENDED[0].wait(), GUARD)
     assert cancelled.is_set()  # the provider stopped generating
     assert len(fake.requests) == 1
+    assert [detail[0] for hook, detail in SEEN if hook == "post_response"] == [499]
 
 
 async def test_metadata_object_is_accepted_and_becomes_tags(
@@ -224,9 +259,14 @@ async def test_metadata_object_is_accepted_and_becomes_tags(
     body = {
         "model": "gpt-4o",
         "messages": [{"role": "user", "content": "hi"}],
-        "metadata": {"feature": "search"},
+        "metadata": {"feature": "search", "user": "u-17", "priority": 2},
     }
-    async with run_gateway(config(url), tmp_path) as gw:
-        resp = await client.post(f"{gw}/v1/chat/completions", json=body)
-    assert resp.status_code == 200
-    assert fake.requests[0].json() == body
+    async with run_gateway(config(url) + recording(tmp_path), tmp_path) as gw:
+        resp = await client.post(
+            f"{gw}/v1/chat/completions", json=body, headers={"x-interlock-tags": "team=infra"}
+        )
+        plain = await client.post(f"{gw}/v1/chat/completions", json={**body, "metadata": None})
+    assert resp.status_code == plain.status_code == 200
+    assert fake.requests[0].json() == body  # forwarded as sent
+    tags = [detail for hook, detail in SEEN if hook == "tags"]
+    assert tags == [{"feature": "search", "user": "u-17", "priority": "2", "team": "infra"}, {}]

@@ -37,7 +37,7 @@ async def pg_url() -> AsyncIterator[str]:
     schema = f"t_{uuid.uuid4().hex[:16]}"
     await admin.execute(f"CREATE SCHEMA {schema}")  # our own generated name
     try:
-        yield f"{PG}?schema={schema}"
+        yield f"{PG}?schema={schema}&pool_max=4"  # few connections: suites may run side by side
     finally:
         await admin.execute(f"DROP SCHEMA {schema} CASCADE")
         await admin.close()
@@ -240,6 +240,26 @@ async def test_a_cancelled_transaction_rolls_back_and_the_store_stays_usable(sto
         assert await store.fetchall("SELECT id FROM people") == [(2,)]
 
 
+async def test_a_transaction_cancelled_while_it_begins_leaves_the_store_usable(
+    store: Store,
+) -> None:
+    await make_people(store)
+
+    async def writer() -> None:
+        async with store.transaction() as tx:
+            await tx.execute("INSERT INTO people (id, name) VALUES (?, ?)", (1, "never"))
+
+    async with asyncio.timeout(GUARD):
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0)  # one turn of the loop: the task is now waiting on BEGIN
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with store.transaction() as tx:
+            await tx.execute("INSERT INTO people (id, name) VALUES (?, ?)", (2, "b"))
+        assert await store.fetchall("SELECT id FROM people") == [(2,)]
+
+
 async def test_an_open_transaction_is_invisible_to_other_callers(store: Store) -> None:
     await make_people(store)
     inserted, release = asyncio.Event(), asyncio.Event()
@@ -395,17 +415,18 @@ async def test_processes_migrating_at_once_apply_each_version_exactly_once(url: 
             Migration(
                 v, (f"CREATE TABLE race_{v} (x BIGINT)", f"INSERT INTO race_log VALUES ({v})")
             )
-            for v in range(2, 7)
+            for v in range(2, 11)
         ),
     ]
-    stores = [await open_store(url) for _ in range(4)]
+    stores = [await open_store(url) for _ in range(6)]
     try:
         async with asyncio.timeout(GUARD):
             results = await asyncio.gather(*(s.migrate("race", migrations) for s in stores))
-        assert sorted(v for applied in results for v in applied) == [1, 2, 3, 4, 5, 6]
+        versions = list(range(1, 11))
+        assert sorted(v for applied in results for v in applied) == versions
         logged = await stores[0].fetchall("SELECT v FROM race_log ORDER BY v")
-        assert logged == [(1,), (2,), (3,), (4,), (5,), (6,)]
-        assert await recorded(stores[0], "race") == [1, 2, 3, 4, 5, 6]
+        assert logged == [(v,) for v in versions]
+        assert await recorded(stores[0], "race") == versions
     finally:
         for opened in stores:
             await opened.close()
@@ -457,7 +478,7 @@ async def test_bad_postgresql_options_are_config_errors(query: str) -> None:
 @pytest.mark.services
 async def test_postgresql_options_are_ours_and_the_password_is_hidden(pg_url: str) -> None:
     # Trust authentication ignores the password, so the canary one still connects.
-    url = pg_url.replace("postgres@", "postgres:pw-canary@") + "&pool_max=3"
+    url = pg_url.replace("postgres@", "postgres:pw-canary@").replace("pool_max=4", "pool_max=3")
     opened = await open_store(url)
     try:
         assert opened.url == url.replace("pw-canary", "***")
@@ -469,14 +490,19 @@ async def test_postgresql_options_are_ours_and_the_password_is_hidden(pg_url: st
 
 @pytest.mark.services
 async def test_postgresql_data_errors_quote_no_value(pg_store: Store) -> None:
-    await pg_store.execute("CREATE TABLE typed (id BIGINT PRIMARY KEY, label TEXT)")
+    await pg_store.execute("CREATE TABLE typed (id BIGINT PRIMARY KEY, label TEXT, ref UUID)")
     canary = "sk-canary-9876543210"
-    with pytest.raises(StoreError) as client_side:  # a str for a BIGINT, refused by asyncpg
-        await pg_store.execute("INSERT INTO typed (id, label) VALUES (?, ?)", (canary, "x"))
+    insert = "INSERT INTO typed (id, label, ref) VALUES (?, ?, ?)"
+    with pytest.raises(StoreError) as client_side:  # refused by asyncpg before sending
+        await pg_store.execute(insert, (canary, "x", None))
+    with pytest.raises(StoreError) as in_a_batch:
+        await pg_store.executemany(insert, [(1, "x", None), (2, "y", canary)])
     with pytest.raises(StoreError) as server_side:  # refused by the server, which quotes it
         await pg_store.fetchall("SELECT CAST(CAST(? AS TEXT) AS BIGINT)", (canary,))
-    for err in (client_side, server_side):
+    for err in (client_side, in_a_batch, server_side):
         assert canary not in formatted(err.value)
+    assert "argument $1" in str(client_side.value)  # still says which argument
+    assert "argument $3 in element #1" in str(in_a_batch.value)
 
 
 # -- the placeholder rewrite for PostgreSQL ------------------------------------------------

@@ -1,0 +1,166 @@
+"""cost_router: send each request to the cheapest model that can serve it, and balance a
+model's deployments.
+
+`route` (sync, no I/O) asks decide.py for a model (feature route, alias, complexity
+tier, or the requested model) and balance.py for the order of that model's deployments,
+and returns them as the decision with its reason (`tier<0.3 score=0.18`). It returns
+None when it has nothing to add (a requested model with one deployment), so a router
+listed after it still gets its turn. `pre_forward` puts the reason in the
+`x-interlock-route-reason` header, `on_attempt` the provider/model tried in
+`x-interlock-route` and learns latencies; `post_response` ends the in-flight count.
+
+Per request this costs one msgspec decode of the fields the score reads (only for
+requests that ask for the alias or when `force` is on) and a few dict operations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from interlock.core import (
+    Attempt,
+    Candidate,
+    GatewayError,
+    Plugin,
+    Provider,
+    RequestContext,
+    RoutingDecision,
+    Services,
+    hookimpl,
+)
+
+from .balance import Balancer
+from .decide import Choice, Routes, Settings, choose, routes_for, validate
+from .score import vector
+
+__all__ = ["CostRouter", "deployments_of", "header_value"]
+
+ROUTE_HEADER = "x-interlock-route"
+REASON_HEADER = "x-interlock-route-reason"
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+def header_value(text: str) -> str:
+    """Printable ASCII only (no CR/LF: a reason can come from any router), 256 at most."""
+    text = text[:256]
+    return text if text.isascii() and text.isprintable() else _UNSAFE.sub("?", text)
+
+
+def deployments_of(model: str, providers: Mapping[str, Any]) -> tuple[Candidate, ...]:
+    """Providers listing `model` by name, in configuration order; else the first one
+    serving it through `"*"`; else none. Works on providers and on provider configs."""
+    listed = tuple(Candidate(name, model) for name, p in providers.items() if model in p.models)
+    if listed:
+        return listed
+    for name, p in providers.items():
+        if p.serves(model):
+            return (Candidate(name, model),)
+    return ()
+
+
+class CostRouter(Plugin):
+    name = "cost_router"
+    Config = Settings
+
+    _MAX_CACHED: ClassVar[int] = 10_000
+
+    def __init__(self, config: Settings, services: Services) -> None:
+        super().__init__(config, services)
+        self.settings = config
+        self.weights = vector(validate(config))
+        self.providers: Mapping[str, Provider] = services.providers
+        self.balancer = Balancer(config.strategy, config.deployment_weights, config.latency_alpha)
+        self._routes: dict[str | None, Routes] = {None: routes_for(config, None)}
+        self._deployments: dict[str, tuple[Candidate, ...]] = {}
+        self._least_busy = config.strategy == "least_busy"
+        for model in self._configured_models():
+            if not self.deployments(model):
+                services.logger.warning("cost_router_model_unserved", model=model)
+
+    def _configured_models(self) -> list[str]:
+        s = self.settings
+        models = [t.model for t in s.tiers] + list(s.features.values()) + list(s.aliases.values())
+        for override in s.tenants.values():
+            models += [t.model for t in override.tiers or ()]
+            models += list(override.features.values()) + list(override.aliases.values())
+        return sorted(set(models))
+
+    # -- lookups, cached -------------------------------------------------------------------
+    def routes(self, tenant: str | None) -> Routes:
+        found = self._routes.get(tenant)
+        if found is None:
+            if tenant not in self.settings.tenants:
+                return self._routes[None]
+            found = self._routes[tenant] = routes_for(self.settings, tenant)
+        return found
+
+    def deployments(self, model: str) -> tuple[Candidate, ...]:
+        found = self._deployments.get(model)
+        if found is None:
+            found = deployments_of(model, self.providers)
+            if len(self._deployments) < self._MAX_CACHED:  # model names come from clients
+                self._deployments[model] = found
+        return found
+
+    def choose(self, ctx: RequestContext) -> Choice | None:
+        identity = ctx.identity
+        return choose(
+            self.routes(identity.tenant if identity is not None else None),
+            alias=self.settings.alias,
+            requested=ctx.requested_model,
+            feature=ctx.tags.get("feature") if ctx.tags else None,
+            chat_body=ctx.raw if ctx.endpoint == "chat" else None,
+            weights=self.weights,
+        )
+
+    # -- hooks -----------------------------------------------------------------------------
+    @hookimpl
+    def route(self, ctx: RequestContext) -> RoutingDecision | None:
+        choice = self.choose(ctx)
+        model = choice.model if choice is not None else ctx.requested_model
+        deployments = self.deployments(model)
+        if choice is None:
+            if len(deployments) < 2:
+                return None  # nothing to add: the next router or the default route
+            reason = "requested"
+        else:
+            reason = choice.reason
+            if not deployments:
+                raise GatewayError(
+                    503,
+                    "no_candidates",
+                    f"no provider serves the model '{model}' chosen by cost_router ({reason})",
+                )
+        ordered = self.balancer.order(model, deployments)
+        if len(ordered) > 1:
+            reason = f"{reason} {self.settings.strategy}"
+        if self._least_busy:
+            self.balancer.acquire(ordered[0])
+            ctx.state["cost_router"] = ordered[0]
+        return RoutingDecision(ordered, reason)
+
+    @hookimpl
+    def pre_forward(self, ctx: RequestContext) -> None:
+        if ctx.decision is not None and ctx.decision.reason:
+            ctx.add_header(REASON_HEADER, header_value(ctx.decision.reason))
+
+    @hookimpl
+    def on_attempt(self, ctx: RequestContext, attempt: Attempt) -> None:
+        ctx.add_header(ROUTE_HEADER, header_value(f"{attempt.provider}/{attempt.model}"))
+        if attempt.status == 200:
+            self.balancer.observe(attempt.provider, attempt.model, attempt.latency_ms)
+        elif self._least_busy:
+            held = ctx.state.get("cost_router")
+            if held == Candidate(attempt.provider, attempt.model):
+                # It failed: it no longer holds a request (the next attempt is elsewhere).
+                self.balancer.release(held)
+                del ctx.state["cost_router"]
+
+    @hookimpl
+    def post_response(self, ctx: RequestContext) -> None:
+        if self._least_busy:
+            held = ctx.state.pop("cost_router", None)
+            if held is not None:
+                self.balancer.release(held)

@@ -1,0 +1,122 @@
+"""Circuits kept in the counters backend: one key per (provider, model), nothing stored
+for a healthy circuit, one probe per cool-down across replicas, failing open when the
+backend is down. Run on memory:// and on the real Redis (several "replicas")."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from interlock.core.counters import CounterError, open_counters
+from interlock.core.counters.memory import MemoryCounters
+from interlock.plugins.failover.breaker import CLOSED, Policy
+from interlock.plugins.failover.circuits import Circuits
+from tests.plugins.routing import FakeClock, answer, gateway, provider, served
+from tests.support import Reply
+
+POLICY = Policy(failure_threshold=2, error_rate=0.0, cooldown_s=30.0)
+LOG = structlog.get_logger()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.services)])
+async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield MemoryCounters()
+        return
+    prefix = f"interlock-test-{os.urandom(6).hex()}:"
+    try:
+        backend = await open_counters("redis://127.0.0.1:6379/0", prefix=prefix)
+    except Exception as exc:  # pragma: no cover - CI turns this skip into a failure
+        pytest.skip(f"Redis is not reachable: {exc}")
+    yield backend
+    await backend.close()
+
+
+async def test_a_healthy_circuit_is_never_written(counters: Any) -> None:
+    clock = FakeClock()
+    circuits = Circuits(counters, POLICY, LOG, clock=clock)
+    assert await circuits.learn("p", "m", True, None) == CLOSED
+    assert await counters.fetch(Circuits.key("p", "m")) is None
+    await circuits.learn("p", "m", False, None)
+    assert await counters.fetch(Circuits.key("p", "m")) is not None
+    await circuits.learn("p", "m", True, None)  # counted in the error window
+    assert (await circuits.get("p", "m")).window_total == 2
+    clock.advance(POLICY.window_s)
+    await circuits.learn("p", "m", True, None)  # the window is over: the key goes
+    assert await counters.fetch(Circuits.key("p", "m")) is None
+
+
+async def test_replicas_share_the_circuit_and_a_single_probe(counters: Any) -> None:
+    clock = FakeClock()
+    a = Circuits(counters, POLICY, LOG, clock=clock)
+    b = Circuits(counters, POLICY, LOG, clock=clock)
+    await a.learn("p", "m", False, None)
+    opened = await b.learn("p", "m", False, None)  # the other replica's failure counts too
+    assert opened.open
+    assert (await a.get("p", "m")).open
+    clock.advance(30)
+    circuit = await a.get("p", "m")
+    assert await a.claim_probe("p", "m", circuit) is True
+    assert await b.claim_probe("p", "m", circuit) is False
+    await a.release_probe("p", "m", circuit)  # never tried: give it back
+    assert await b.claim_probe("p", "m", circuit) is True
+
+
+class DownCounters:
+    """A counters backend whose every call fails, as Redis does when it is down."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def fail(*args: Any, **kwargs: Any) -> Any:
+            raise CounterError("redis at 127.0.0.1:1 is unreachable")
+
+        return fail
+
+
+async def test_a_backend_that_is_down_fails_open_and_warns_once() -> None:
+    circuits = Circuits(DownCounters(), POLICY, LOG, clock=FakeClock())  # type: ignore[arg-type]
+    with structlog.testing.capture_logs() as logs:
+        assert await circuits.get("p", "m") == CLOSED
+        for _ in range(3):
+            await circuits.learn("p", "m", False, None)
+        assert await circuits.claim_probe("p", "m", CLOSED) is True
+    assert [e["event"] for e in logs] == ["circuits_unavailable"]
+    assert logs[0]["fail"] == "open"
+
+
+@pytest.mark.services
+async def test_two_gateways_on_redis_share_open_circuits(upstream, tmp_path: Path) -> None:
+    """A circuit opened by one replica keeps the other replica's traffic away too."""
+    fake, url = upstream
+    name = f"primary{os.urandom(4).hex()}"  # a fresh circuit key in the shared Redis
+    answer(fake, name, lambda r: Reply.json({"error": {"message": "down"}}, 500))
+    answer(fake, "secondary")
+    toml = (
+        provider(name, url, ["gpt-4o"])
+        + provider("secondary", url, ["gpt-4o"])
+        + '\n[counters]\nurl = "redis://127.0.0.1:6379/0"\n'
+        + "\n[plugins.failover]\nretries = 0\nfailure_threshold = 2\nerror_rate = 0.0\n"
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        await (await open_counters("redis://127.0.0.1:6379/0")).close()
+    except Exception as exc:  # pragma: no cover - CI turns this skip into a failure
+        pytest.skip(f"Redis is not reachable: {exc}")
+    async with gateway(toml, tmp_path / "a") as one, gateway(toml, tmp_path / "b") as two:
+        for _ in range(2):
+            assert (await one.chat(model="gpt-4o")).status_code == 200
+        resp = await two.chat(model="gpt-4o")
+    assert resp.status_code == 200
+    assert resp.headers["x-interlock-attempts"] == "1"  # the second replica never tried it
+    assert served(fake) == [
+        f"{name}/gpt-4o",
+        "secondary/gpt-4o",
+        f"{name}/gpt-4o",
+        "secondary/gpt-4o",
+        "secondary/gpt-4o",
+    ]

@@ -1,0 +1,1 @@
+"""Type checking only: mypy sees core/ and plugins/ under their installed names (see pyproject)."""
