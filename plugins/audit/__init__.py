@@ -58,7 +58,7 @@ class Audit(Plugin):
         queue_size: int = 10_000
         when_full: Literal["wait", "drop"] = "wait"
         full_wait_ms: float = 50.0
-        # For GET /admin/audit; unset or empty: the route refuses everyone.
+        # For GET /admin/audit, as env:NAME; empty or NAME unset: the route refuses everyone.
         master_key: str = "env:INTERLOCK_MASTER_KEY"
         # At shutdown, how long the writer may take to write what is queued.
         shutdown_timeout_s: float = 10.0
@@ -83,6 +83,10 @@ class Audit(Plugin):
             jsonl=jsonl,
             retention_days=config.retention_days,
         )
+        if config.master_key and not config.master_key.startswith("env:"):
+            raise ConfigError(
+                f"{where} key `master_key`: must be an env:NAME reference, never the key"
+            )
         secret = resolve_secret(config.master_key, where=f"{where} key `master_key`")
         self._master = secret.reveal() if secret is not None else None
         self.route = AuditRoute(services.store, self._master)

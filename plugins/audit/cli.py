@@ -20,8 +20,9 @@ from typing import IO, Any
 
 import msgspec
 
+from interlock.core import StoreError
 from interlock.core.config import ConfigError, load_config
-from interlock.core.store import Store, StoreError, open_store
+from interlock.core.store import Store, open_store
 
 from .query import Filters, export, verify
 from .record import COLUMNS, parse_time

@@ -10,7 +10,7 @@ BIGINT, DOUBLE PRECISION (store/__init__.py).
 
 from __future__ import annotations
 
-from interlock.core.store import Migration
+from interlock.core import Migration
 
 from .record import COLUMNS
 

@@ -239,7 +239,9 @@ async def test_the_jsonl_sink_mirrors_the_store(upstream, tmp_path: Path) -> Non
     assert lines[0]["attempts"][0]["provider"] == "up"  # JSON columns embedded as JSON
 
 
-@pytest.mark.parametrize("key", ["batch_max = 0", "queue_size = 0", 'when_full = "later"'])
+@pytest.mark.parametrize(
+    "key", ["batch_max = 0", "queue_size = 0", 'when_full = "later"', 'master_key = "mk-literal"']
+)
 async def test_bad_settings_stop_start_up(tmp_path: Path, key: str) -> None:
     from interlock.core.app import create_app
     from interlock.core.config import ConfigError
