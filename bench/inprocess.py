@@ -8,7 +8,9 @@ noise of a shared VM. It runs with no plugins and with the trivial plugin on fou
 hooks, so the difference is the hook machinery's price, then with the router layer
 (cost_router routing "auto" by its tiers, and with failover too). Prints CPU µs per
 request; for the router layer also the median µs of its own hooks per request, timed
-one request at a time on a prepared context.
+one request at a time on a prepared context, and with tenant_auth (a virtual key on every
+request; found in its cache, or looked up in the SQLite store every time) and the median
+of tenant_auth's own hooks.
 
 Then the compliance plugins: `audit` on a SQLite file, durable (each request waits for
 its group commit) and not, one request at a time and 64 at once (CPU µs per request
@@ -81,6 +83,22 @@ chain = ["gpt-4o-mini"]
 """
 AUTO = {**REQUEST, "model": "auto"}
 
+TENANT_AUTH = (
+    '\n[plugins.tenant_auth]\nmaster_key = ""\ncache_ttl_s = {ttl}\nnegative_cache_ttl_s = {ttl}\n'
+)
+
+
+async def _virtual_key(gateway: Any) -> list[tuple[bytes, bytes]]:
+    """A tenant and key in the gateway's store: the header every request then carries."""
+    from interlock.plugins.tenant_auth.directory import Directory
+    from interlock.plugins.tenant_auth.models import KeyCreate, TenantCreate
+
+    directory = Directory(gateway.services.store)
+    if await directory.get_tenant("bench") is None:
+        await directory.create_tenant(TenantCreate(name="bench"))
+    made = await directory.create_key(KeyCreate(tenant="bench"))
+    return [(b"authorization", f"Bearer {made.key}".encode())]
+
 
 async def per_request_us(
     plugins: str, n: int, tmp: Path, request: dict[str, Any] = REQUEST
@@ -103,6 +121,7 @@ async def measure(
     await gateway.start()  # what the lifespan does: store, counters, plugins, plans
     gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
     gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
+    auth = await _virtual_key(gateway) if "tenant_auth" in plugins else []
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -119,6 +138,7 @@ async def measure(
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
+            *auth,
         ],
     }
     message = {"type": "http.request", "body": body, "more_body": False}
@@ -204,11 +224,52 @@ async def router_hooks_us(n: int, tmp: Path) -> tuple[float, float]:
     return statistics.median(route_only), statistics.median(layer)
 
 
+async def tenant_auth_hooks_us(ttl: float, n: int, tmp: Path, store: str | None = None) -> float:
+    """The median wall µs of tenant_auth's own work on one request: `pre_auth` (hash,
+    cache or store look-up, the Identity) and `pre_forward` (the model check)."""
+    import statistics
+    import time
+
+    from interlock.core.context import ChatHead, RequestContext
+
+    model = REQUEST["model"]
+    store = store or f"sqlite:///{tmp}/hooks-{ttl}.db"
+    toml = BASE.format(model=model) + f'\n[store]\nurl = "{store}"\n'
+    toml += TENANT_AUTH.format(ttl=ttl)
+    app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
+    gateway = app.state.gateway
+    gateway.log_setup.writer._stream = io.BytesIO()
+    await gateway.start()
+    [(_, value)] = await _virtual_key(gateway)
+    [plugin] = gateway.plugins
+    headers = {"authorization": value.decode(), "content-type": "application/json"}
+    head = ChatHead(model=model, messages=[])
+    samples: list[float] = []
+    clock = time.perf_counter
+    for i in range(min(n, 2000) + n):
+        ctx = RequestContext(
+            request_id="r", inbound="openai", endpoint="chat", path="/v1/chat/completions",
+            headers=headers, client="127.0.0.1",
+        )  # fmt: skip
+        ctx.set_body(b"{}", head)
+        start = clock()
+        await plugin.pre_auth(ctx)
+        plugin.pre_forward(ctx)
+        if i >= min(n, 2000):
+            samples.append(clock() - start)
+    await gateway.close(hooks=True)
+    gateway.log_setup.close()
+    return statistics.median(samples) * 1e6
+
+
 def main() -> None:
     import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20000, help="requests per measurement")
+    parser.add_argument(
+        "--pg", metavar="URL", help="also time tenant_auth's look-up on this PostgreSQL store"
+    )
     args = parser.parse_args()
     trivial = f'\n[plugins.trivial]\npath = "{BENCH}/plugins/trivial.py"\n'
     try:
@@ -223,6 +284,11 @@ def main() -> None:
         routed = run(per_request_us(ROUTER, args.n, Path(tmp), AUTO))
         both = run(per_request_us(ROUTER + FAILOVER, args.n, Path(tmp), AUTO))
         route_med, layer_med = run(router_hooks_us(args.n, Path(tmp)))
+        cached = run(per_request_us(TENANT_AUTH.format(ttl=60), args.n, Path(tmp)))
+        looked_up = run(per_request_us(TENANT_AUTH.format(ttl=0), args.n, Path(tmp)))
+        hit_us = run(tenant_auth_hooks_us(60, args.n, Path(tmp)))
+        miss_us = run(tenant_auth_hooks_us(0, args.n, Path(tmp)))
+        pg_us = run(tenant_auth_hooks_us(0, args.n, Path(tmp), args.pg)) if args.pg else None
         audit = _audit_rows(run, args.n // 4, Path(tmp))
         pii = _pii_rows(run, args.n, Path(tmp))
     print(f"Interlock in-process, canned upstream, {args.n:,} requests:")
@@ -234,6 +300,17 @@ def main() -> None:
     print(f"  cost_router + failover      {both:6.1f} µs CPU per request ({both - bare:+.1f} µs)")
     print(f"  cost_router route() alone   {route_med:6.1f} µs median per request")
     print(f"  router layer's own hooks    {layer_med:6.1f} µs median per request")
+    print(
+        f"  tenant_auth, key cached     {cached:6.1f} µs CPU per request ({cached - bare:+.1f} µs)"
+    )
+    print(
+        f"  tenant_auth, store look-up  {looked_up:6.1f} µs CPU per request "
+        f"({looked_up - bare:+.1f} µs)"
+    )
+    print(f"  tenant_auth hooks, cached   {hit_us:6.1f} µs median per request")
+    print(f"  tenant_auth hooks, look-up  {miss_us:6.1f} µs median per request (SQLite)")
+    if pg_us is not None:
+        print(f"  tenant_auth hooks, look-up  {pg_us:6.1f} µs median per request (PostgreSQL)")
     for line in audit + pii:
         print(line)
 

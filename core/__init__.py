@@ -19,6 +19,7 @@ from .context import (
     RoutingDecision,
     Usage,
 )
+from .deployments import deployments_of
 from .errors import GatewayError, UpstreamError
 from .hookspecs import hookimpl, hookspec
 from .plugins import EmptyConfig, Plugin
@@ -46,6 +47,7 @@ __all__ = [
     "StoreError",
     "UpstreamError",
     "Usage",
+    "deployments_of",
     "hookimpl",
     "hookspec",
 ]

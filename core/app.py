@@ -30,12 +30,15 @@ from .endpoints import ProxyEndpoint, read_body
 from .errors import GatewayError, openai_error_body
 from .inbound import OpenAIChat, OpenAIEmbeddings
 from .inbound_anthropic import AnthropicMessages
+from .inbound_responses import OpenAIResponses
 from .lifecycle import Lifecycle
 from .logging import configure_logging, get_logger
 from .pipeline import Pipeline
 from .plugins import HookPlans, find_plugin_classes, make_plugin_manager, make_plugins
 from .pricing import Pricing
 from .providers import BUILTIN_KINDS, Provider
+from .responses_routes import ResponsesRoutes
+from .responses_store import ResponsesStore
 from .services import Services
 from .store import open_store
 
@@ -64,6 +67,8 @@ class Gateway:
         self.pm = make_plugin_manager()
         self.services: Services | None = None
         self.extra_routes: list[BaseRoute] = []
+        # Conversations of /v1/responses served by translation (opened with the store).
+        self.responses = ResponsesStore(config.responses.ttl_s)
         self._use(HookPlans(self.pm))
 
     def _use(self, plans: HookPlans) -> None:
@@ -112,7 +117,11 @@ class Gateway:
         services = Services(
             config, self.pricing, self.logger, store, counters, MappingProxyType(self.providers)
         )
+        # A secret a plugin learns at run time (a tenant's provider key) is redacted from
+        # every log line from then on: the set is the redactor's own.
+        services.secrets = self.redactor.secrets
         self.services = services
+        await self.responses.open(store)
         for entry, cls, _ in self.plugin_classes:
             migrations = getattr(cls, "migrations", ())
             if migrations:
@@ -293,10 +302,16 @@ def create_app(config: Config | None = None, *, config_path: str | None = None) 
         "/v1/chat/completions": ProxyEndpoint(gateway, OpenAIChat()),
         "/v1/embeddings": ProxyEndpoint(gateway, OpenAIEmbeddings()),
         "/v1/messages": ProxyEndpoint(gateway, AnthropicMessages()),
+        "/v1/responses": ProxyEndpoint(gateway, OpenAIResponses(gateway.responses)),
     }
     routes: list[BaseRoute] = [Route(path, _post_only, methods=["POST"]) for path in proxy]
     routes += [
         Route("/v1/messages/count_tokens", gateway.count_tokens, methods=["POST"]),
+        Route(
+            "/v1/responses/{response_id}",
+            ResponsesRoutes(gateway).handle,
+            methods=["GET", "DELETE"],
+        ),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),

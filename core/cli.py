@@ -1,24 +1,36 @@
-"""`interlock serve | mock-upstream | check-config | version | route --explain | audit`.
+"""`interlock serve | mock-upstream | check-config | version | route --explain`, and the
+commands plugins add (the `interlock.commands` entry-point group).
 
 The CLI validates the whole configuration in the parent process first (so a typo is one
 clear line, not a traceback from every worker), then hands over to core/serving.py, which
 binds the socket and runs the server; worker processes rebuild the app from the same
 environment. The same `main` is the single binary's entry point (scripts/build-binary).
+
+A plugin adds commands (`interlock tenants ...`) through the `interlock.commands` entry
+point group: each entry is a function taking argparse's subparsers; it adds its parsers
+and sets `run` (a function of the parsed arguments returning the exit status) as their
+default. An entry point, not an import here, so the core names no plugin and a
+third-party package can add commands the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import ipaddress
 import multiprocessing
 import os
 import sys
+from importlib.metadata import entry_points
 from typing import Any
 
 import msgspec
 
-from .config import CONFIG_ENV, Config, ConfigError, load_config
+from .config import CONFIG_ENV, DEMO_ENV, Config, ConfigError, load_config
 
-__all__ = ["main"]
+__all__ = ["COMMANDS_GROUP", "main"]
+
+COMMANDS_GROUP = "interlock.commands"
 
 LOG_FORMAT_ENV = "INTERLOCK_LOG_FORMAT"
 PROFILE_ENV = "INTERLOCK_PROFILE"
@@ -42,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         "--fast", action="store_true", help='the fast profile: [server] profile = "fast"'
     )
     serve.add_argument("--log-format", choices=["json", "console"])
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="turn tenant_auth on; on the first start, make a demo tenant and print its key",
+    )
 
     mock = sub.add_parser(
         "mock-upstream",
@@ -78,10 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--config", help="plugins.toml to read [plugins.cost_router] from")
     route.add_argument("--tenant", help="apply this tenant's overrides")
     route.add_argument("--feature", help="the request's feature tag (X-Feature)")
-
-    # The audit plugin's commands (export, verify): its own parser reads the rest.
-    audit = sub.add_parser("audit", help="the audit log: export, verify", add_help=False)
-    audit.add_argument("rest", nargs=argparse.REMAINDER)
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # one broken plugin must not take `serve` down
+            print(f"interlock: commands '{ep.name}' ({ep.value}) skipped: {exc}", file=sys.stderr)
     return parser
 
 
@@ -89,12 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     # In the single binary a worker process starts as this same executable: this runs the
     # worker and exits (outside a frozen build it does nothing).
     multiprocessing.freeze_support()
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["audit"]:  # `--help` and every option after it are the plugin's
-        args = argparse.Namespace(command="audit", rest=argv[1:])
-    else:
-        args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
+        run = getattr(args, "run", None)
+        if run is not None:
+            return int(run(args))
         if args.command == "serve":
             return _serve(args)
         if args.command == "mock-upstream":
@@ -106,10 +123,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "route":
             return _route(args)
-        if args.command == "audit":
-            from interlock.plugins.audit.cli import main as audit_main
-
-            return audit_main(args.rest)
         return _check(args.file)
     except ConfigError as exc:
         print(f"interlock: {exc}", file=sys.stderr)
@@ -161,6 +174,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = os.path.abspath("plugins.toml")
     if args.log_format:
         os.environ[LOG_FORMAT_ENV] = args.log_format
+    if args.demo:
+        os.environ[DEMO_ENV] = "1"  # load_config turns tenant_auth on, here and in workers
     config = load_config()
     _apply_overrides(config, args)
     # Validate plugins and providers before any worker starts; the workers log what they
@@ -181,12 +196,61 @@ def _serve(args: argparse.Namespace) -> int:
                 f"with in-process counters would multiply the limits of {', '.join(stateful)}; set "
                 'url = "redis://127.0.0.1:6379/0" or use --workers 1'
             )
+    _warn_if_open(config, gateway)
+    if args.demo:  # the built-in tenant_auth makes the demo tenant and prints its key
+        importlib.import_module("interlock.plugins.tenant_auth.cli").demo(config)
     if config.server.profile == "fast":
         _check_fast_profile()
         os.environ[PROFILE_ENV] = "fast"  # workers rebuild the app from the environment
     from .serving import serve
 
     return serve(config)
+
+
+def say(config: Config, event: str, message: str, level: str = "info", **fields: Any) -> None:
+    """A line for the operator on stderr before the server runs: JSON when the log
+    format is JSON (every line `serve` prints is then JSON), else `interlock: message`."""
+    if config.logging.format == "json":
+        line = {"event": event, "level": level, **fields, "message": message}
+        print(msgspec.json.encode(line).decode(), file=sys.stderr, flush=True)
+    else:
+        print(f"interlock: {message}", file=sys.stderr, flush=True)
+
+
+def _warn_if_open(config: Config, gateway: Any) -> None:
+    """Serving beyond this machine with no plugin on `pre_auth`: anyone who reaches the
+    port spends the configured provider keys. Say so, and how to turn auth on."""
+    host = config.server.host
+    if _is_loopback(host) or any(
+        _implements(cls, "pre_auth") for _, cls, _ in gateway.plugin_classes
+    ):
+        return
+    say(
+        config,
+        "no_auth_plugin",
+        f"WARNING: serving on {host} with no auth plugin: anyone who can reach this port "
+        "can use the configured providers. Turn on tenant_auth: set `enabled = true` "
+        "under [plugins.tenant_auth] in plugins.toml, then `interlock tenants create NAME` "
+        "and `interlock keys create --tenant NAME` (or try `interlock serve --demo`).",
+        level="warning",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def _implements(cls: type[Any], hook: str) -> bool:
+    for value in vars(cls).values():
+        opts = getattr(value, "interlock_impl", None)
+        if opts is not None and (opts.get("specname") or value.__name__) == hook:
+            return True
+    return any(_implements(base, hook) for base in cls.__bases__ if base is not object)
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ import msgspec
 
 __all__ = [
     "CONFIG_ENV",
+    "DEMO_ENV",
     "Config",
     "ConfigError",
     "CountersConfig",
@@ -24,6 +25,7 @@ __all__ = [
     "PluginEntry",
     "PriceOverride",
     "ProviderConfig",
+    "ResponsesConfig",
     "Secret",
     "ServerConfig",
     "StoreConfig",
@@ -34,6 +36,9 @@ __all__ = [
 ]
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
+# Set by `interlock serve --demo` (for its workers too): tenant_auth is on whatever the
+# file says, so the demo key it prints is the one requests need.
+DEMO_ENV = "INTERLOCK_DEMO"
 T = TypeVar("T")
 
 
@@ -114,6 +119,13 @@ class CountersConfig(_Table):
     url: str = "memory://"
 
 
+class ResponsesConfig(_Table):
+    """`/v1/responses` served by translation: how long the gateway keeps a conversation
+    (for `previous_response_id` and `GET /v1/responses/{id}`), in seconds."""
+
+    ttl_s: int = 30 * 24 * 3600  # OpenAI keeps stored responses for 30 days
+
+
 class LoggingConfig(_Table):
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -163,13 +175,23 @@ class Config(msgspec.Struct, kw_only=True):
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     counters: CountersConfig = msgspec.field(default_factory=CountersConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
     providers: list[ProviderConfig] = []
     plugins: list[PluginEntry] = []
     pricing: dict[str, PriceOverride] = {}
     base_dir: str = "."
 
 
-_TOP_LEVEL = {"server", "store", "counters", "logging", "providers", "plugins", "pricing"}
+_TOP_LEVEL = {
+    "server",
+    "store",
+    "counters",
+    "logging",
+    "responses",
+    "providers",
+    "plugins",
+    "pricing",
+}
 _PROVIDER_COMMON = set(ProviderConfig.__struct_fields__) - {"options"}
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<key>[^`]+)`")
@@ -208,6 +230,22 @@ def default_config() -> Config:
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read `path`, else $INTERLOCK_CONFIG, else ./plugins.toml, else built-in defaults."""
+    config = _load(path)
+    if os.environ.get(DEMO_ENV) == "1":
+        _enable(config, "tenant_auth")
+    return config
+
+
+def _enable(config: Config, name: str) -> None:
+    """Switch a plugin on: its table's `enabled`, or a table of its own, listed first."""
+    for entry in config.plugins:
+        if entry.name == name:
+            entry.enabled = True
+            return
+    config.plugins.insert(0, PluginEntry(name=name))
+
+
+def _load(path: str | os.PathLike[str] | None) -> Config:
     if path is None:
         path = os.environ.get(CONFIG_ENV) or None
     if path is None:
@@ -249,6 +287,9 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: str = ".") -> Co
     server = table("server", ServerConfig)
     if server.max_body_bytes < 1024:
         raise ConfigError(f"{source}: [server] key `max_body_bytes`: must be at least 1024")
+    responses = table("responses", ResponsesConfig)
+    if responses.ttl_s < 1:
+        raise ConfigError(f"{source}: [responses] key `ttl_s`: must be at least 1 (seconds)")
     if not 0 < server.request_timeout_s <= server.max_request_timeout_s:
         raise ConfigError(
             f"{source}: [server] key `request_timeout_s`: must be > 0 and at most "
@@ -262,6 +303,7 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: str = ".") -> Co
         store=table("store", StoreConfig),
         counters=table("counters", CountersConfig),
         logging=table("logging", LoggingConfig),
+        responses=responses,
         providers=providers,
         plugins=plugins,
         pricing=pricing,

@@ -26,7 +26,7 @@ __all__ = [
     "Usage",
 ]
 
-Inbound = Literal["openai", "anthropic"]
+Inbound = Literal["openai", "anthropic", "responses"]
 Endpoint = Literal["chat", "embeddings", "models", "count_tokens", "other"]
 
 
@@ -99,6 +99,8 @@ class Usage(msgspec.Struct):
     core counted what it relayed instead, so a budget never silently skips a request.
     `prompt_tokens` counts every prompt token, including `cached_tokens` (prompt-cache
     reads) and `cache_write_tokens` (Anthropic cache creation), which are priced apart.
+    `reasoning_tokens` is the part of `completion_tokens` a reasoning model spent thinking
+    (reported by the Responses API; priced as output, so it is informational).
     """
 
     prompt_tokens: int = 0
@@ -106,6 +108,7 @@ class Usage(msgspec.Struct):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     estimated: bool = False
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -9,13 +9,14 @@ disconnects cancels the upstream request. The request's context, `pre_auth` and 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from .context import RequestContext
 from .disconnect import Sweeper, Watch
-from .errors import GatewayError
+from .errors import GatewayError, ReportedInStream
 from .exchange import Exchange
 from .inbound import InboundFormat, tags_from
 from .shutdown import DRAIN
@@ -42,6 +43,15 @@ class ProxyEndpoint:
         self.inbound = inbound
         self.max_body = gateway.max_body
         self._sweeper = Sweeper()
+        # Optional steps of a format that keeps state across requests (Responses: the
+        # stored conversation): `resolve(ctx)` after the body is decoded, `remember(ctx)`
+        # after a non-streamed answer is rendered and before it is sent.
+        self._resolve: Callable[[RequestContext], Awaitable[None]] | None = getattr(
+            inbound, "resolve", None
+        )
+        self._remember: Callable[[RequestContext], Awaitable[None]] | None = getattr(
+            inbound, "remember", None
+        )
 
     async def handle(self, ctx: RequestContext, receive: Any, ex: Exchange) -> None:
         """Serve one request whose `pre_auth` has passed; raise `GatewayError` to refuse
@@ -64,6 +74,8 @@ class ProxyEndpoint:
         metadata = getattr(decoded.head, "metadata", None)
         if metadata is not None or "x-interlock-tags" in headers or "x-feature" in headers:
             ctx.tags = tags_from(headers, metadata)
+        if self._resolve is not None:
+            await self._resolve(ctx)
         task = asyncio.current_task()
         assert task is not None
         watch = Watch(receive, task, ctx)
@@ -76,6 +88,8 @@ class ProxyEndpoint:
                 await self._stream(ctx, ex)
             else:
                 body = inbound.render(ctx, await pipeline.complete(ctx))
+                if self._remember is not None:
+                    await self._remember(ctx)
                 await ex.json(ctx.status or 200, body)
                 ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
         except asyncio.CancelledError:
@@ -118,15 +132,17 @@ class ProxyEndpoint:
                             first = False
             except GatewayError as err:
                 # The stream died after the first byte: tell the client in the stream
-                # itself, so the end does not look like a clean finish.
+                # itself, so the end does not look like a clean finish (unless the format
+                # already did, in its own events).
                 ctx.fail(err, err.status)
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": inbound.stream_error(err),
-                        "more_body": True,
-                    }
-                )
+                if not isinstance(err, ReportedInStream):
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": inbound.stream_error(err),
+                            "more_body": True,
+                        }
+                    )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await handle.aclose()

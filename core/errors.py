@@ -3,9 +3,10 @@
 The exception tree::
 
     GatewayError(status, type, message)       any refusal, rendered in the caller's shape
-     └── UpstreamError                        a provider failed; carries `retryable`
-          ├── UpstreamTimeout                 504: no answer within the read timeout
-          └── UpstreamUnreachable             502: connect failure, reset, DNS
+     ├── UpstreamError                        a provider failed; carries `retryable`
+     │    ├── UpstreamTimeout                 504: no answer within the read timeout
+     │    └── UpstreamUnreachable             502: connect failure, reset, DNS
+     └── ReportedInStream                     a mid-stream failure the client has been told
 
 Rendering lives here and nowhere else, so an error never leaks a key or prompt text
 through an ad-hoc f-string somewhere else: callers pass a message, this module shapes it.
@@ -21,6 +22,7 @@ import msgspec
 
 __all__ = [
     "GatewayError",
+    "ReportedInStream",
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnreachable",
@@ -106,6 +108,20 @@ class UpstreamUnreachable(UpstreamError):
             f"provider '{provider}' could not be reached ({reason})",
             retryable=True,
         )
+
+
+class ReportedInStream(GatewayError):
+    """A failure after the first byte that the client was already told about inside the
+    stream, in its format's own events (a Responses `response.failed`, say): the core
+    records it on the request and sends nothing more."""
+
+    @classmethod
+    def of(cls, err: GatewayError) -> ReportedInStream:
+        reported = cls(
+            err.status, err.type, err.message, code=err.code, param=err.param, headers=err.headers
+        )
+        reported.retryable = err.retryable
+        return reported
 
 
 def openai_error_body(err: GatewayError) -> bytes:

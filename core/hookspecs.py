@@ -113,7 +113,8 @@ def wrap_stream(ctx: RequestContext, stream: AsyncIterator[bytes]) -> AsyncItera
     return another, or None to leave it alone.
 
     `ctx.wire` names the events' format: "openai" (chat.completion.chunk
-    `data:` events) or, on a native pass-through, the provider's own ("anthropic").
+    `data:` events) or, on a native pass-through, the provider's own ("anthropic", or
+    "responses" for OpenAI's Responses API events).
     Called in plugins.toml order, each wrapping the previous result, when the upstream
     stream has opened. Every layer is closed (`aclose`) outermost first, innermost last,
     before `post_response` runs, also when the client went away. Must stay async all

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from .context import Attempt, Candidate, RequestContext, RoutingDecision
+from .context import Attempt, Candidate, ReadyResponse, RequestContext, RoutingDecision
 from .errors import GatewayError, UpstreamError, retry_after_s
 from .plugins import HookPlans
 from .pricing import Pricing
@@ -137,7 +137,7 @@ class Pipeline:
                 attempt.error = "deadline_exceeded"
                 await self._on_attempt(ctx, attempt)
                 raise _deadline_error(ctx)
-            if ctx.inbound == "anthropic":
+            if ctx.inbound != "openai":  # Anthropic or Responses: native or translated
                 adapt_body(ctx, provider)
             start = time.perf_counter()
             ctx.attempting = True  # the disconnect sweeper enforces ctx.deadline now
@@ -187,10 +187,7 @@ class Pipeline:
         """A non-streamed answer (chat or embeddings), after `transform_response`."""
         ready = ctx.response
         if ready is not None:
-            ctx.wire = "openai"  # a ReadyResponse body is canonical
-            ctx.status = ready.status
-            for name, value in ready.headers.items():
-                ctx.add_header(name.lower(), value)
+            _answer_with(ctx, ready)
             return ready.body
         call = _embeddings if ctx.endpoint == "embeddings" else _chat
         body = (await self._failover(ctx, call)).body
@@ -207,10 +204,7 @@ class Pipeline:
         (nothing has reached the client yet) moves on to the next candidate."""
         ready = ctx.response
         if ready is not None:
-            ctx.wire = "openai"  # a ReadyResponse body is canonical
-            ctx.status = ready.status
-            for name, value in ready.headers.items():
-                ctx.add_header(name.lower(), value)
+            _answer_with(ctx, ready)
             return self._wrapped(ctx, replay(ready.body, ctx.include_usage))
         start = time.perf_counter()
         first, stream = await self._failover(ctx, _open_stream)
@@ -288,6 +282,15 @@ class Pipeline:
             ),
             "warning" if ctx.status >= 500 else "info",
         )
+
+
+def _answer_with(ctx: RequestContext, ready: ReadyResponse) -> None:
+    """A plugin's ReadyResponse becomes the answer: its status, its headers, and a body
+    in the canonical format (rendered for the caller like any other answer)."""
+    ctx.wire = "openai"
+    ctx.status = ready.status
+    for name, value in ready.headers.items():
+        ctx.add_header(name.lower(), value)
 
 
 def _uncancel() -> None:

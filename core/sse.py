@@ -33,6 +33,10 @@ class EventSplitter:
         self._buf = buf[start:]
         return events
 
+    def pending(self) -> bool:
+        """Whether part of an event is waiting for the rest of it."""
+        return bool(self._buf)
+
     def rest(self) -> bytes:
         """What is left when the stream ends without a final blank line."""
         rest, self._buf = self._buf, b""

@@ -1,9 +1,10 @@
 """Message texts read and replaced the same way whatever the wire format of the body.
 
 Redaction and complexity routing need "every text the model will read", but an OpenAI
-body keeps them in `messages[].content` (a string or parts) while an Anthropic body has
-a top-level `system` and content blocks. This module is the one place that knows both,
-so a plugin calls `ctx.texts()` / `ctx.map_texts(fn)` and never branches on the format.
+body keeps them in `messages[].content` (a string or parts), an Anthropic body has a
+top-level `system` and content blocks, and a Responses body has `instructions` and
+`input` (a string or items). This module is the one place that knows all three, so a
+plugin calls `ctx.texts()` / `ctx.map_texts(fn)` and never branches on the format.
 It runs only when a plugin asks: the pass-through path never decodes the whole body.
 """
 
@@ -50,6 +51,8 @@ def map_texts(ctx: RequestContext, fn: Fn, *, tools: bool = False) -> int:
 
 def _walk(payload: dict[str, Any], wire: str, fn: Fn, *, tools: bool) -> set[str]:
     """Apply `fn` to each text in place; return the top-level fields that hold texts."""
+    if wire == "responses":
+        return _responses(payload, fn, tools=tools)
     touched: set[str] = set()
     if wire == "anthropic" and "system" in payload:
         system = payload["system"]
@@ -94,3 +97,47 @@ def _blocks(blocks: list[Any], fn: Fn, *, tools: bool) -> None:
             block["input"] = {
                 k: fn(v) if isinstance(v, str) else v for k, v in block["input"].items()
             }
+
+
+def _responses(payload: dict[str, Any], fn: Fn, *, tools: bool) -> set[str]:
+    """`instructions`, and `input`: a string, or message items (a string or text parts),
+    with tools also function-call arguments, custom-tool inputs and tool outputs."""
+    touched: set[str] = set()
+    if isinstance(payload.get("instructions"), str):
+        payload["instructions"] = fn(payload["instructions"])
+        touched.add("instructions")
+    items = payload.get("input")
+    if isinstance(items, str):
+        payload["input"] = fn(items)
+        return touched | {"input"}
+    if not isinstance(items, list):
+        return touched
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind in (None, "message"):
+            content = item.get("content")
+            if isinstance(content, str):
+                item["content"] = fn(content)
+            elif isinstance(content, list):
+                _parts(content, fn)
+        elif tools and kind == "function_call" and isinstance(item.get("arguments"), str):
+            item["arguments"] = fn(item["arguments"])
+        elif tools and kind == "custom_tool_call" and isinstance(item.get("input"), str):
+            item["input"] = fn(item["input"])
+        elif tools and kind in ("function_call_output", "custom_tool_call_output"):
+            output = item.get("output")
+            if isinstance(output, str):
+                item["output"] = fn(output)
+            elif isinstance(output, list):
+                _parts(output, fn)
+    return touched | {"input"}
+
+
+def _parts(parts: list[Any], fn: Fn) -> None:
+    for part in parts:
+        if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+            continue
+        if part.get("type") in ("input_text", "output_text"):
+            part["text"] = fn(part["text"])

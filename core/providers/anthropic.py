@@ -119,6 +119,7 @@ def anthropic_usage(u: _Usage | None, into: Usage | None = None) -> Usage:
 class AnthropicProvider(HttpProvider):
     kind = "anthropic"
     wire = "anthropic"
+    wires: ClassVar[frozenset[str]] = frozenset({"anthropic"})
     Options = AnthropicOptions
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com/v1"
 
@@ -163,7 +164,7 @@ class AnthropicProvider(HttpProvider):
             top["model"] = msgspec.Raw(_encode(upstream))
             raw = _encode(top)
         url = self.base_url + "/messages/count_tokens"
-        resp = await self._send(url, self.native_headers(ctx), raw, False)
+        resp = await self._send(url, self.native_headers(ctx), raw, False, ctx=ctx)
         return await resp.read()
 
     def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:

@@ -29,6 +29,7 @@ __all__ = [
     "NoOptions",
     "Provider",
     "ProviderReply",
+    "client_key",
     "cut_off_usage",
     "estimate_prompt_tokens",
     "estimated_usage",
@@ -63,6 +64,9 @@ class Provider:
     # The request/answer format this provider speaks natively: a request arriving in the
     # same format is forwarded as is (core/wire.py); "openai" is the canonical shape.
     wire: ClassVar[str] = "openai"
+    # Every inbound format it serves without translation (its `wire` and any others, such
+    # as "responses" for OpenAI's Responses API); the rest reach it as canonical requests.
+    wires: ClassVar[frozenset[str]] = frozenset({"openai"})
     Options: ClassVar[type[msgspec.Struct]] = NoOptions
     requires_key: ClassVar[bool] = False
     default_base_url: ClassVar[str | None] = None
@@ -148,6 +152,8 @@ class HttpProvider(Provider):
         )
         self.client: UpstreamClient = make_client(client_kind, settings)
         self._json_headers: dict[str, str] | None = None
+        self._key_header = ""
+        self._key_prefix = ""
 
     def json_headers(
         self, key_header: str, prefix: str = "", extra: Mapping[str, str] | None = None
@@ -159,6 +165,7 @@ class HttpProvider(Provider):
         sent every time (the clients copy it; nothing may mutate it)."""
         if self._json_headers is not None:
             return self._json_headers
+        self._key_header, self._key_prefix = key_header, prefix
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if extra:
             headers.update(extra)
@@ -167,6 +174,26 @@ class HttpProvider(Provider):
         headers.update(self.config.headers)
         self._json_headers = headers
         return headers
+
+    def keyed(self, ctx: RequestContext, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """The headers of one request, when its key is not the provider's own: the
+        tenant's override for this provider (`ctx.identity.provider_keys`), or, with no
+        auth plugin (no identity) and no key configured, the client's own key (a plain
+        proxy). A caller with an identity never has its own credential sent upstream."""
+        identity = ctx.identity
+        if identity is None:
+            if self.api_key is not None:
+                return headers
+            key = client_key(ctx.headers)
+        elif identity.provider_keys:
+            key = identity.provider_keys.get(self.name, "")
+        else:
+            return headers
+        if not key or not self._key_header:
+            return headers
+        out = dict(headers)
+        out[self._key_header] = self._key_prefix + key
+        return out
 
     # -- what a wire format fills in ----------------------------------------------------
     def chat_request(
@@ -204,9 +231,15 @@ class HttpProvider(Provider):
 
     # -- shared machinery -----------------------------------------------------------------
     async def _send(
-        self, url: str, headers: Mapping[str, str], body: bytes, stream: bool
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        stream: bool,
+        *,
+        ctx: RequestContext,
     ) -> UpstreamResponse:
-        resp = await self.client.send("POST", url, headers, body, stream=stream)
+        resp = await self.client.send("POST", url, self.keyed(ctx, headers), body, stream=stream)
         if resp.status >= 400:
             try:
                 err_body = await resp.read()
@@ -218,12 +251,12 @@ class HttpProvider(Provider):
 
     async def chat(self, ctx: RequestContext, model: str) -> ProviderReply:
         url, headers, body = self.chat_request(ctx, model, False)
-        resp = await self._send(url, headers, body, False)
+        resp = await self._send(url, headers, body, False, ctx=ctx)
         return ProviderReply(self.chat_response(ctx, model, await resp.read()))
 
     async def chat_stream(self, ctx: RequestContext, model: str) -> AsyncIterator[bytes]:
         url, headers, body = self.chat_request(ctx, model, True)
-        resp = await self._send(url, headers, body, True)
+        resp = await self._send(url, headers, body, True, ctx=ctx)
         return _closing(self.chat_events(ctx, model, resp.aiter_bytes()), resp)
 
     async def aclose(self) -> None:
@@ -297,6 +330,15 @@ def _generic_error(body: bytes) -> tuple[str, str | None]:
     if isinstance(parsed.error, str):
         return parsed.error, None
     return parsed.message or "", None
+
+
+def client_key(headers: Mapping[str, str]) -> str:
+    """The credential a client sent: `Authorization: Bearer X` (OpenAI clients) or
+    `x-api-key: X` (Anthropic clients); "" when there is none."""
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return headers.get("x-api-key", "").strip()
 
 
 _KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|AIza[0-9A-Za-z_\-]{10,}|[A-Za-z0-9_\-]{32,})")

@@ -157,7 +157,7 @@ class GeminiProvider(HttpProvider):
             item["outputDimensionality"] = payload["dimensions"]
         body = {"requests": [{**item, "content": {"parts": [{"text": t}]}} for t in texts]}
         url = f"{self.base_url}/models/{name}:batchEmbedContents"
-        resp = await self._send(url, self.headers(), _encode(body), False)
+        resp = await self._send(url, self.headers(), _encode(body), False, ctx=ctx)
         answer = self.decode_answer(_decode_embeddings, await resp.read())
         tokens = estimate_prompt_tokens(ctx)
         ctx.usage = Usage(prompt_tokens=tokens, estimated=True)

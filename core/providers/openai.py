@@ -1,10 +1,13 @@
-"""OpenAI chat completions and embeddings: the canonical format, so bytes pass through.
+"""OpenAI chat completions, embeddings and the Responses API: bytes pass through.
 
 Request bodies go out as the client sent them (only `model` is rewritten when the
 provider maps names, and `stream_options.include_usage` is added to streams so usage is
 never missing); responses come back untouched. The extra usage chunk is removed again
-when the client did not ask for it. `openai-compatible` (Ollama, vLLM, Groq, Mistral,
-DeepSeek, Together, OpenRouter) is the same adapter with an optional key.
+when the client did not ask for it. A `/v1/responses` request (`ctx.wire ==
+"responses"`) goes to `{base_url}/responses` with the client's `OpenAI-Beta` header
+(openai_responses.py reads its usage). `openai-compatible` (Ollama, vLLM, Groq, Mistral,
+DeepSeek, Together, OpenRouter) is the same adapter with an optional key; it gets
+Responses requests translated to chat completions.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import msgspec
 
 from ..context import RequestContext, Usage
 from ..sse import EventSplitter
-from .base import HttpProvider, ProviderReply, estimated_usage
+from . import openai_responses
+from .base import HttpProvider, ProviderReply, estimated_usage, upstream_error
 
 __all__ = ["OpenAICompatibleProvider", "OpenAIProvider", "usage_from_openai"]
 
@@ -76,6 +81,7 @@ def _with_include_usage(ctx: RequestContext, extra: dict[str, Any] | None) -> by
 
 class OpenAIProvider(HttpProvider):
     kind = "openai"
+    wires: ClassVar[frozenset[str]] = frozenset({"openai", "responses"})
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
 
     def headers(self) -> dict[str, str]:
@@ -84,6 +90,28 @@ class OpenAIProvider(HttpProvider):
     def url(self, model: str, path: str) -> str:
         """The upstream URL of `path` (`/chat/completions`, `/embeddings`) for `model`."""
         return self.base_url + path
+
+    def responses_url(self, suffix: str = "") -> str:
+        """The Responses API's URL (`suffix`: `/{id}` for one stored response)."""
+        return self.base_url + "/responses" + suffix
+
+    def native_headers(self, ctx: RequestContext) -> dict[str, str]:
+        """The provider's headers, with the client's `OpenAI-Beta` feature flags."""
+        beta = ctx.headers.get("openai-beta")
+        base = self.headers()
+        return {**base, "openai-beta": beta} if beta else base
+
+    async def responses_object(
+        self, ctx: RequestContext, method: str, response_id: str
+    ) -> tuple[int, bytes]:
+        """`GET` or `DELETE` one response the provider stores: `(status, body)`."""
+        url = self.responses_url("/" + quote(response_id, safe=""))
+        resp = await self.client.send(method, url, self.native_headers(ctx), None, stream=False)
+        body = await resp.read()
+        if resp.status >= 400:
+            message, type_ = self.error_message(body)
+            raise upstream_error(self, resp.status, resp.headers, message, type_)
+        return resp.status, body
 
     def _body(self, ctx: RequestContext, model: str, stream: bool) -> bytes:
         upstream = self.upstream_model(model)
@@ -95,15 +123,29 @@ class OpenAIProvider(HttpProvider):
     def chat_request(
         self, ctx: RequestContext, model: str, stream: bool
     ) -> tuple[str, dict[str, str], bytes]:
+        if ctx.wire == "responses":
+            upstream = self.upstream_model(model)
+            extra = {"model": upstream} if upstream != ctx.requested_model else None
+            return self.responses_url(), self.native_headers(ctx), ctx.body_bytes(extra)
         url = self.url(model, "/chat/completions")
         return url, self.headers(), self._body(ctx, model, stream)
 
     def chat_response(self, ctx: RequestContext, model: str, body: bytes) -> bytes:
-        _read_usage(ctx, body)
+        if ctx.wire == "responses":
+            openai_responses.read_usage(ctx, body)
+        else:
+            _read_usage(ctx, body)
         return body
 
-    async def chat_events(
+    def chat_events(
         self, ctx: RequestContext, model: str, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        if ctx.wire == "responses":
+            return openai_responses.relay(ctx, chunks, self.name)
+        return self._chat_events(ctx, chunks)
+
+    async def _chat_events(
+        self, ctx: RequestContext, chunks: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
         splitter = EventSplitter()
         drop_usage_chunk = not ctx.include_usage
@@ -138,7 +180,9 @@ class OpenAIProvider(HttpProvider):
     async def embeddings(self, ctx: RequestContext, model: str) -> ProviderReply:
         upstream = self.upstream_model(model)
         body = ctx.body_bytes({"model": upstream} if upstream != ctx.body.model else None)
-        resp = await self._send(self.url(model, "/embeddings"), self.headers(), body, False)
+        resp = await self._send(
+            self.url(model, "/embeddings"), self.headers(), body, False, ctx=ctx
+        )
         data = await resp.read()
         _read_usage(ctx, data)
         return ProviderReply(data)
@@ -169,5 +213,6 @@ class OpenAICompatibleProvider(OpenAIProvider):
     """Any server speaking OpenAI's API at a configured base_url; the key is optional."""
 
     kind = "openai-compatible"
+    wires: ClassVar[frozenset[str]] = frozenset({"openai"})  # Responses requests: translated
     default_base_url: ClassVar[str | None] = None
     requires_key = False

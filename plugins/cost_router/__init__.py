@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from interlock.core import (
     Attempt,
@@ -28,6 +28,7 @@ from interlock.core import (
     RequestContext,
     RoutingDecision,
     Services,
+    deployments_of,
     hookimpl,
 )
 
@@ -35,7 +36,7 @@ from .balance import Balancer
 from .decide import Choice, Routes, Settings, choose, routes_for, validate
 from .score import vector
 
-__all__ = ["CostRouter", "deployments_of", "header_value"]
+__all__ = ["CostRouter", "header_value"]
 
 ROUTE_HEADER = "x-interlock-route"
 REASON_HEADER = "x-interlock-route-reason"
@@ -46,18 +47,6 @@ def header_value(text: str) -> str:
     """Printable ASCII only (no CR/LF: a reason can come from any router), 256 at most."""
     text = text[:256]
     return text if text.isascii() and text.isprintable() else _UNSAFE.sub("?", text)
-
-
-def deployments_of(model: str, providers: Mapping[str, Any]) -> tuple[Candidate, ...]:
-    """Providers listing `model` by name, in configuration order; else the first one
-    serving it through `"*"`; else none. Works on providers and on provider configs."""
-    listed = tuple(Candidate(name, model) for name, p in providers.items() if model in p.models)
-    if listed:
-        return listed
-    for name, p in providers.items():
-        if p.serves(model):
-            return (Candidate(name, model),)
-    return ()
 
 
 class CostRouter(Plugin):

@@ -14,9 +14,8 @@ from typing import Any
 
 import msgspec
 
-from interlock.core import ConfigError
+from interlock.core import ConfigError, deployments_of
 
-from . import deployments_of
 from .decide import Settings, choose, routes_for, validate
 from .score import FEATURES, Features, extract, score, vector
 

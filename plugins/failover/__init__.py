@@ -44,6 +44,7 @@ from interlock.core import (
     Provider,
     RequestContext,
     Services,
+    deployments_of,
     hookimpl,
 )
 
@@ -100,18 +101,6 @@ def _header(text: str) -> str:
     return text if text.isascii() and text.isprintable() else _UNSAFE.sub("?", text)
 
 
-def _deployments(model: str, providers: Mapping[str, Provider]) -> tuple[Candidate, ...]:
-    """Providers listing `model` by name, in configuration order; else the first one
-    serving it through `"*"` (a wildcard is a last resort, not a sibling); else none."""
-    listed = tuple(Candidate(n, model) for n, p in providers.items() if model in p.models)
-    if listed:
-        return listed
-    for name, p in providers.items():
-        if p.serves(model):
-            return (Candidate(name, model),)
-    return ()
-
-
 class Failover(Plugin):
     name = "failover"
     Config = Settings
@@ -152,10 +141,10 @@ class Failover(Plugin):
             return found
         out: list[Candidate] = []
         if self.settings.same_model:
-            out += _deployments(model, self.providers)
+            out += deployments_of(model, self.providers)
         if endpoint == "chat":
             for fallback in self.chain_after(model):
-                out += _deployments(fallback, self.providers)
+                out += deployments_of(fallback, self.providers)
         found = tuple(out)
         if len(self._fallbacks) < self._MAX_CACHED:  # model names come from clients
             self._fallbacks[key] = found
@@ -311,7 +300,7 @@ class Failover(Plugin):
             for model in provider.models:
                 keys[(name, model)] = None
         for model in self.settings.chain + [m for c in self.settings.chains.values() for m in c]:
-            for c in _deployments(model, self.providers):
+            for c in deployments_of(model, self.providers):
                 keys[(c.provider, c.model)] = None
         keys.update(self._seen)
         now = self.circuits.clock()
