@@ -48,10 +48,11 @@ class ChatHead(msgspec.Struct, omit_defaults=True):
     # `Raw | None` would accept only null (msgspec cannot put Raw in a union): a Raw field
     # whose default is None keeps "absent" as None and any present value as raw bytes.
     metadata: msgspec.Raw = None  # type: ignore[assignment]
-    # The output cap, for the policy plugins' worst-case reservations: kept raw (any
-    # value the client sent, validated by the provider), read only when a plugin asks.
-    max_tokens: msgspec.Raw = None  # type: ignore[assignment]
-    max_completion_tokens: msgspec.Raw = None  # type: ignore[assignment]
+    # The output cap, for the policy plugins' worst-case reservations (read it with
+    # `RequestContext.output_cap()`): an int where the inbound format validates it
+    # (inbound.ChatRequest), else whatever the client sent, validated by the provider.
+    max_tokens: Any = None
+    max_completion_tokens: Any = None
 
 
 class EmbeddingsHead(msgspec.Struct):
@@ -329,6 +330,19 @@ class RequestContext:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
+
+    def output_cap(self) -> int | None:
+        """The output tokens the request allows (`max_completion_tokens`, else
+        `max_tokens`; Anthropic's `max_tokens`; Responses' `max_output_tokens`), or None
+        when it sets none or sets something that is not a positive integer."""
+        head = self.body
+        for value in (
+            getattr(head, "max_completion_tokens", None),
+            getattr(head, "max_tokens", None),
+        ):
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
 
     # -- message texts, whatever the format -------------------------------------------
     def texts(self) -> list[str]:

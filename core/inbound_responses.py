@@ -67,7 +67,7 @@ class _Head(msgspec.Struct):
     store: bool | None = None
     previous_response_id: str | None = None
     metadata: msgspec.Raw = None  # type: ignore[assignment]
-    max_output_tokens: msgspec.Raw = None  # type: ignore[assignment]  # for rate_limit, budget
+    max_output_tokens: Any = None  # for rate_limit and budget (RequestContext.output_cap)
 
 
 class _Function(msgspec.Struct):
