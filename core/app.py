@@ -31,14 +31,14 @@ from .errors import GatewayError, openai_error_body
 from .inbound import OpenAIChat, OpenAIEmbeddings
 from .inbound_anthropic import AnthropicMessages
 from .inbound_responses import OpenAIResponses
+from .inbound_responses.routes import ResponsesRoutes
+from .inbound_responses.store import ResponsesStore
 from .lifecycle import Lifecycle
 from .logging import configure_logging, get_logger
 from .pipeline import Pipeline
 from .plugins import HookPlans, find_plugin_classes, make_plugin_manager, make_plugins
 from .pricing import Pricing
 from .providers import BUILTIN_KINDS, Provider
-from .responses_routes import ResponsesRoutes
-from .responses_store import ResponsesStore
 from .services import Services
 from .store import open_store
 

@@ -133,9 +133,7 @@ class ProxyEndpoint:
                 # ends with an error event below (core/shutdown.py).
                 with DRAIN.bounded():
                     async for chunk in inbound.render_stream(ctx, handle.events):
-                        await send(
-                            {"type": "http.response.body", "body": chunk, "more_body": True}
-                        )
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
                         if first:
                             ctx.timings["ttfb_ms"] = ctx.elapsed_ms()
                             first = False

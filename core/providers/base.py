@@ -6,13 +6,13 @@ request context into its own wire format and its answers back into OpenAI
 upstream does no translation at all (bytes pass through).
 
 Adapters that speak HTTP subclass `HttpProvider` and fill in four small methods; the
-sending, streaming, error mapping and usage estimation are shared here. An adapter never
-logs and never puts its key into an error message.
+sending, streaming and usage estimation are shared here (SSE decoding lives in sse.py,
+the error policy in errors.py). An adapter never logs and never puts its key into an
+error message.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
@@ -21,9 +21,14 @@ import msgspec
 
 from ..config import ConfigError, ProviderConfig, Secret, convert_table, resolve_secret
 from ..context import RequestContext, Usage
-from ..errors import GatewayError, UpstreamError
+from ..errors import (
+    GatewayError,
+    UpstreamError,
+    generic_error_text,
+    redirect_refused,
+    upstream_error,
+)
 from ..forward import ClientSettings, UpstreamClient, UpstreamResponse, make_client
-from ..sse import EventSplitter, parse_event
 
 __all__ = [
     "HttpProvider",
@@ -36,10 +41,6 @@ __all__ = [
     "estimate_tokens",
     "estimated_usage",
     "path_segment",
-    "redirect_refused",
-    "scrub",
-    "sse_data",
-    "upstream_error",
 ]
 
 
@@ -241,7 +242,7 @@ class HttpProvider(Provider):
 
     def error_message(self, body: bytes) -> tuple[str, str | None]:
         """`(message, type)` from an error body in this wire format."""
-        return _generic_error(body)
+        return generic_error_text(body)
 
     def decode_answer(self, decode: Callable[[bytes], T], body: bytes) -> T:
         """An upstream's answer decoded, or a retryable 502 when it is not readable."""
@@ -292,34 +293,6 @@ class HttpProvider(Provider):
         await self.client.aclose()
 
 
-async def sse_data(
-    chunks: AsyncIterator[bytes], decode: Callable[[bytes], T]
-) -> AsyncIterator[list[T]]:
-    """The decoded `data:` payloads of an upstream SSE stream, one list per network chunk
-    (so an adapter yields once per chunk it received). Events and UTF-8 characters split
-    across chunks are joined first; a payload that does not decode is skipped."""
-    splitter = EventSplitter()
-    async for chunk in chunks:
-        batch = _decoded(splitter.feed(chunk), decode)
-        if batch:
-            yield batch
-    rest = _decoded([splitter.rest()], decode)
-    if rest:
-        yield rest
-
-
-def _decoded(events: list[bytes], decode: Callable[[bytes], T]) -> list[T]:
-    out: list[T] = []
-    for event in events:
-        _, data = parse_event(event)
-        if data:
-            try:
-                out.append(decode(data))
-            except msgspec.DecodeError:
-                continue
-    return out
-
-
 async def _closing(events: AsyncIterator[bytes], resp: UpstreamResponse) -> AsyncIterator[bytes]:
     """Relay events and always close the upstream response: on the end, on an error, and
     when the client went away (the generator is closed), so the provider stops."""
@@ -333,34 +306,6 @@ async def _closing(events: AsyncIterator[bytes], resp: UpstreamResponse) -> Asyn
         await resp.aclose()
 
 
-class _ErrorDetail(msgspec.Struct):
-    message: str | None = None
-    type: str | None = None
-    status: str | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail | str | None = None
-    message: str | None = None
-
-
-_decode_error = msgspec.json.Decoder(_ErrorBody).decode
-
-
-def _generic_error(body: bytes) -> tuple[str, str | None]:
-    """OpenAI `{"error": {...}}`, Anthropic `{"type":"error","error":{...}}`, Gemini
-    `{"error": {"message","status"}}` and bare `{"message"}` all fit this reading."""
-    try:
-        parsed = _decode_error(body)
-    except msgspec.DecodeError:
-        return "", None
-    if isinstance(parsed.error, _ErrorDetail):
-        return parsed.error.message or "", parsed.error.type or parsed.error.status
-    if isinstance(parsed.error, str):
-        return parsed.error, None
-    return parsed.message or "", None
-
-
 def client_key(headers: Mapping[str, str]) -> str:
     """The credential a client sent: `Authorization: Bearer X` (OpenAI clients) or
     `x-api-key: X` (Anthropic clients); "" when there is none."""
@@ -368,18 +313,6 @@ def client_key(headers: Mapping[str, str]) -> str:
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
     return headers.get("x-api-key", "").strip()
-
-
-_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|AIza[0-9A-Za-z_\-]{10,}|[A-Za-z0-9_\-]{32,})")
-
-
-def scrub(message: str, secrets: list[str]) -> str:
-    """Remove keys (ours and anything key-shaped) from an upstream's error message."""
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "[redacted]")
-    message = _KEYLIKE.sub("[redacted]", message)
-    return message[:1000]
 
 
 def path_segment(value: str, field: str = "model") -> str:
@@ -395,101 +328,6 @@ def path_segment(value: str, field: str = "model") -> str:
             param=field,
         )
     return quote(value, safe="")
-
-
-def redirect_refused(provider: Provider, status: int, path: str) -> UpstreamError:
-    """A 3xx: never followed (it would send the key and the prompt to another address).
-    Retryable, like a refused key: the operator's problem, another candidate may work."""
-    return UpstreamError(
-        502,
-        "upstream_error",
-        f"provider '{provider.name}' answered HTTP {status} (a redirect) for POST "
-        f"{scrub(path, provider.secrets())}; the gateway never follows redirects: "
-        "check its base_url",
-        retryable=True,
-        upstream_status=status,
-    )
-
-
-def upstream_error(
-    provider: Provider,
-    status: int,
-    headers: Mapping[str, str],
-    message: str,
-    type_: str | None,
-    *,
-    path: str | None = None,
-) -> UpstreamError:
-    """An upstream's error status as the caller should see it, and whether to fail over.
-
-    429 stays 429 (Retry-After kept); 401/403 mean *our* key was refused, which is the
-    operator's problem, so the caller gets a 502 without the upstream's text (it may echo
-    part of the key); 408 and timeouts are 504; 503/529 overloaded are 503; other 5xx
-    are 502. Client errors (400, 404, 422) keep their status and are not retried; a 404
-    names the URL `path` that failed (never its query string, never the key), since a
-    wrong base_url is the usual cause.
-    """
-    name = provider.name
-    text = scrub(message, provider.secrets()) or f"HTTP {status}"
-    if status == 429:
-        retry = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
-        return UpstreamError(
-            429,
-            "rate_limit_error",
-            f"provider '{name}' rate limit: {text}",
-            retryable=True,
-            upstream_status=status,
-            headers=retry,
-        )
-    if status in (401, 403):
-        return UpstreamError(
-            502,
-            "upstream_auth_error",
-            f"provider '{name}' refused the gateway's credentials (HTTP {status})",
-            retryable=True,
-            upstream_status=status,
-        )
-    if status == 408:
-        return UpstreamError(
-            504,
-            "upstream_timeout",
-            f"provider '{name}' timed out: {text}",
-            retryable=True,
-            upstream_status=status,
-        )
-    if status in (503, 529):
-        return UpstreamError(
-            503,
-            "overloaded_error",
-            f"provider '{name}' is overloaded: {text}",
-            retryable=True,
-            upstream_status=status,
-        )
-    if status >= 500:
-        return UpstreamError(
-            502,
-            "upstream_error",
-            f"provider '{name}' failed (HTTP {status}): {text}",
-            retryable=True,
-            upstream_status=status,
-        )
-    if status == 404:
-        said = scrub(message, provider.secrets())
-        where = f" for POST {scrub(path, provider.secrets())}" if path else ""
-        return UpstreamError(
-            404,
-            "model_not_found" if "model" in said.lower() else "not_found_error",
-            f"provider '{name}' answered HTTP 404{where}" + (f": {said}" if said else ""),
-            retryable=False,
-            upstream_status=status,
-        )
-    return UpstreamError(
-        status if 400 <= status < 500 else 502,
-        type_ or "invalid_request_error",
-        f"provider '{name}': {text}",
-        retryable=False,
-        upstream_status=status,
-    )
 
 
 def estimate_tokens(text: str | bytes) -> int:

@@ -23,14 +23,13 @@ from typing import Any, ClassVar
 import msgspec
 
 from ..context import RequestContext, Usage
-from ..sse import DONE
+from ..sse import DONE, sse_data
 from .base import (
     HttpProvider,
     ProviderReply,
     cut_off_usage,
     estimate_prompt_tokens,
     path_segment,
-    sse_data,
 )
 from .canonical import ChunkWriter, ToolCall, bad_request, completion_body, ended_early
 from .gemini_translate import FINISH_REASONS, gemini_request

@@ -20,9 +20,10 @@ from urllib.parse import quote
 import msgspec
 
 from ..context import RequestContext, Usage
+from ..errors import upstream_error
 from ..sse import EventSplitter
 from . import openai_responses
-from .base import HttpProvider, ProviderReply, estimated_usage, upstream_error
+from .base import HttpProvider, ProviderReply, estimated_usage
 
 __all__ = ["OpenAICompatibleProvider", "OpenAIProvider", "usage_from_openai"]
 

@@ -138,7 +138,7 @@ def test_the_most_expensive_candidate_counts_and_aliases_are_priced_as_their_mod
 
 def test_a_responses_request_caps_its_output_with_max_output_tokens(worst: WorstCase) -> None:
     from interlock.core.inbound_responses import OpenAIResponses
-    from interlock.core.responses_store import ResponsesStore
+    from interlock.core.inbound_responses.store import ResponsesStore
 
     raw = msgspec.json.encode({"model": "gpt-4o", "input": "hi", "max_output_tokens": 300})
     decoded = OpenAIResponses(ResponsesStore(60)).decode(raw, {})

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from .errors import GatewayError
-from .validate import MaxTokens, Probability, check_model
+from ..errors import GatewayError
+from ..validate import MaxTokens, Probability, check_model
 
 __all__ = ["canonical_request"]
 

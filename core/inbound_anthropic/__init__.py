@@ -26,13 +26,13 @@ from typing import Any
 
 import msgspec
 
-from .context import ChatHead, Endpoint, Inbound, RequestContext, Usage
-from .errors import GatewayError, UpstreamError, anthropic_error_body
-from .inbound import Decoded
-from .inbound_anthropic_request import validate_request
-from .providers.base import estimate_tokens, scrub
-from .sse import EventSplitter, format_event, parse_event
-from .validate import check_body, invalid_request
+from ..context import ChatHead, Endpoint, Inbound, RequestContext, Usage
+from ..errors import GatewayError, UpstreamError, anthropic_error_body, scrub
+from ..inbound import Decoded
+from ..providers.base import estimate_tokens
+from ..sse import EventSplitter, format_event, parse_event
+from ..validate import check_body, invalid_request
+from .request import validate_request
 
 __all__ = ["AnthropicMessages"]
 
