@@ -232,9 +232,16 @@ _SECRET_NAMES = frozenset({"api_key", "master_key", "secret", "password", "token
 
 
 def _looks_secret(key: str, value: Any) -> bool:
+    """A secret-named key holding a literal that could be a credential. A short word in
+    lower case (`api_key = "redact"`: an action, a mode) is a setting, not a secret."""
     name = key.lower()
     named = name in _SECRET_NAMES or name.endswith("_key")
-    return named and isinstance(value, str) and bool(value) and not value.startswith("env:")
+    if not (named and isinstance(value, str) and value) or value.startswith("env:"):
+        return False
+    return _SETTING_WORD.fullmatch(value) is None
+
+
+_SETTING_WORD = re.compile(r"[a-z][a-z_\-]{0,15}")
 
 
 def literal_secrets(config: Config) -> list[str]:

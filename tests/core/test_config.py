@@ -165,6 +165,11 @@ api_key = "vk-canary-1"
 
 [[plugins.auth.static]]
 api_key = "env:VK_2"
+
+[plugins.redaction.actions]
+api_key = "redact"
+aws_key = "tokenize"
+private_key = "block"
 """
     )
     config = load_config(write(tmp_path, text))
@@ -175,6 +180,8 @@ api_key = "env:VK_2"
         "[providers 'openai'] key `api_key`",
     ]
     assert literal_secrets(load_config(write(tmp_path, MOCK))) == []
+    # The repository's own plugins.toml (every plugin's settings) holds no literal secret.
+    assert literal_secrets(load_config(Path(__file__).resolve().parents[2] / "plugins.toml")) == []
 
 
 def test_check_config_warns_about_literal_secrets_without_the_value(
