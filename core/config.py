@@ -241,7 +241,7 @@ def _looks_secret(key: str, value: Any) -> bool:
     return _SETTING_WORD.fullmatch(value) is None
 
 
-_SETTING_WORD = re.compile(r"[a-z][a-z_\-]{0,15}")
+_SETTING_WORD = re.compile(r"[a-z][a-z_]{0,15}")
 
 
 def literal_secrets(config: Config) -> list[str]:
