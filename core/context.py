@@ -44,6 +44,10 @@ class ChatHead(msgspec.Struct, omit_defaults=True):
     # `Raw | None` would accept only null (msgspec cannot put Raw in a union): a Raw field
     # whose default is None keeps "absent" as None and any present value as raw bytes.
     metadata: msgspec.Raw = None  # type: ignore[assignment]
+    # The output cap, for the policy plugins' worst-case reservations: kept raw (any
+    # value the client sent, validated by the provider), read only when a plugin asks.
+    max_tokens: msgspec.Raw = None  # type: ignore[assignment]
+    max_completion_tokens: msgspec.Raw = None  # type: ignore[assignment]
 
 
 class EmbeddingsHead(msgspec.Struct):

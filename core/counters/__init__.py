@@ -38,6 +38,15 @@ The primitives, what they are for and what they cost:
 - `put`, `fetch`, `claim`, `delete`: small string values (circuit state); `claim` is
   SET-if-absent with a TTL, true for exactly one caller while the key lives (a half-open
   circuit lets one probe through). One plain command each.
+- `check(checks)`: several limits of one request in ONE round trip, all or nothing: a
+  list of `RateCheck` (a `rate` call) and `ReserveCheck` (a `reserve` call); when every
+  one fits, all are applied, else none is and each result says how its limit stands
+  (so a request refused by its key's limit does not use up its tenant's). One script
+  call whatever the number of limits; memory: about 1 µs per limit. Keys must differ.
+- `adjust(adjustments)`: the settle side of `check`, in ONE round trip: a list of
+  `RateAdjust` (a `rate_adjust` call) and `Settle` (a `settle` call), applied in order;
+  returns each key's new value. The policy plugins batch the settles of many requests
+  into one call.
 - `ping` (readiness: True or False, never raises), `close`.
 
 TTLs: `put`, `set_if_absent` and `claim` set the key's TTL like Redis's SET does. `incr`,
@@ -59,6 +68,7 @@ host:port.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -67,10 +77,18 @@ import msgspec
 from ..config import ConfigError
 
 __all__ = [
+    "Adjustment",
+    "Check",
+    "CheckResult",
     "CounterError",
     "Counters",
+    "RateAdjust",
+    "RateCheck",
     "RateResult",
     "Reservation",
+    "ReserveCheck",
+    "Settle",
+    "check_batch",
     "open_counters",
 ]
 
@@ -94,6 +112,60 @@ class Reservation(msgspec.Struct, frozen=True):
     allowed: bool
     used: float  # used amount after the call (spend + open reservations)
     limit: float
+
+
+class RateCheck(msgspec.Struct, frozen=True):
+    """One GCRA limit in a `check`: `cost` units against `limit` per `period_s`."""
+
+    key: str
+    limit: int
+    period_s: float
+    cost: int = 1
+
+
+class ReserveCheck(msgspec.Struct, frozen=True):
+    """One reservation in a `check`: `amount` against `limit` (spend + reservations)."""
+
+    key: str
+    amount: float
+    limit: float
+    ttl_s: float | None = None
+
+
+Check = RateCheck | ReserveCheck
+
+
+class CheckResult(msgspec.Struct, frozen=True):
+    """`allowed` when every limit fitted (and all were applied). `results[i]` answers
+    `checks[i]`: a `RateResult` or a `Reservation`. When the batch is refused nothing
+    changed, and each result describes its limit as it stands: `allowed` says whether
+    that limit alone would have fitted, `remaining` / `used` leave this request out,
+    and a refused `RateResult`'s `retry_after_s` is honest for its own limit (the
+    request fits once the largest `retry_after_s` of the refused ones has passed)."""
+
+    allowed: bool
+    results: tuple[RateResult | Reservation, ...]
+
+
+class RateAdjust(msgspec.Struct, frozen=True):
+    """`rate_adjust(key, limit, period_s, delta)` inside an `adjust` batch."""
+
+    key: str
+    limit: int
+    period_s: float
+    delta: int
+
+
+class Settle(msgspec.Struct, frozen=True):
+    """`settle(key, reserved, actual, ttl_s)` inside an `adjust` batch."""
+
+    key: str
+    reserved: float
+    actual: float
+    ttl_s: float | None = None
+
+
+Adjustment = RateAdjust | Settle
 
 
 class Counters(Protocol):
@@ -153,6 +225,16 @@ class Counters(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def check(self, checks: Sequence[Check]) -> CheckResult:
+        """All or nothing, one round trip: if every rate limit and reservation in
+        `checks` fits, apply them all; else change nothing. Keys must be distinct."""
+        ...
+
+    async def adjust(self, adjustments: Sequence[Adjustment]) -> list[float]:
+        """Apply `rate_adjust`s and `settle`s in order, in one round trip; each key's
+        new value (a bucket's level in units, a number's value)."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -166,6 +248,22 @@ def check_rate_args(limit: int, period_s: float, cost: int) -> None:
         raise ValueError(f"rate period_s must be > 0, got {period_s}")
     if cost < 0:
         raise ValueError(f"rate cost must be >= 0, got {cost}")
+
+
+def check_batch(checks: Sequence[Check]) -> None:
+    """Reject a batch no backend can answer: bad arguments, or a key twice (its two
+    limits would each see the state without the other)."""
+    keys = set()
+    for c in checks:
+        if isinstance(c, RateCheck):
+            check_rate_args(c.limit, c.period_s, c.cost)
+        else:
+            if c.amount < 0:
+                raise ValueError(f"reserve amount must be >= 0, got {c.amount}")
+            check_ttl(c.ttl_s)
+        keys.add(c.key)
+    if len(keys) != len(checks):
+        raise ValueError("check: every key in a batch must be distinct")
 
 
 def check_ttl(ttl_s: float | None) -> None:

@@ -14,9 +14,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from . import CounterError, RateResult, Reservation, check_rate_args, check_ttl
+from . import (
+    Adjustment,
+    Check,
+    CheckResult,
+    CounterError,
+    RateCheck,
+    RateResult,
+    Reservation,
+    Settle,
+    check_batch,
+    check_rate_args,
+    check_ttl,
+)
 
 __all__ = ["MemoryCounters"]
 
@@ -131,6 +143,80 @@ class MemoryCounters:
         self._set(key, float(value), now, ttl_s)
         return True
 
+    # -- batches -------------------------------------------------------------------------
+    async def check(self, checks: Sequence[Check]) -> CheckResult:
+        # On every request: one pass that reads and judges, a second that writes only
+        # when everything fitted; arguments are validated where they are read.
+        if len(checks) > 1 and len({c.key for c in checks}) != len(checks):
+            check_batch(checks)  # raises: a key twice
+        now = self._clock()
+        results: list[RateResult | Reservation] = []
+        before: list[float] = []  # each limit's state without this request
+        allowed = True
+        for c in checks:
+            if isinstance(c, RateCheck):
+                limit, cost = c.limit, c.cost
+                if limit < 1 or cost < 0 or not c.period_s > 0:
+                    check_rate_args(limit, c.period_s, cost)
+                interval = c.period_s / limit
+                level = self._level(c.key, now, interval)
+                before.append(level)
+                tolerance = limit * _TOLERANCE
+                after = level + cost
+                if after <= limit + tolerance:
+                    remaining = math.floor(limit - after + tolerance)
+                    results.append(RateResult(True, limit, remaining, 0.0, after * interval))
+                else:
+                    allowed = False
+                    retry = math.inf if cost > limit else _ceil_us((after - limit) * interval)
+                    remaining = max(0, math.floor(limit - level + tolerance))
+                    results.append(RateResult(False, limit, remaining, retry, level * interval))
+            else:
+                if c.amount < 0 or (c.ttl_s is not None and not c.ttl_s > 0):
+                    check_batch((c,))
+                current = self._number(c.key, now)
+                before.append(current)
+                used = current + c.amount
+                if _fits(used, c.limit):
+                    results.append(Reservation(True, used, c.limit))
+                else:
+                    allowed = False
+                    results.append(Reservation(False, current, c.limit))
+        if allowed:
+            for c, b in zip(checks, before, strict=True):
+                if isinstance(c, RateCheck):
+                    if c.cost:
+                        self._keep_bucket(c.key, b + c.cost, now, c.period_s / c.limit)
+                else:
+                    self._keep_number(c.key, b + c.amount, now, c.ttl_s)
+            return CheckResult(True, tuple(results))
+        return CheckResult(
+            False,
+            tuple(_unapplied(c, r, b) for c, r, b in zip(checks, results, before, strict=True)),
+        )
+
+    async def adjust(self, adjustments: Sequence[Adjustment]) -> list[float]:
+        now = self._clock()
+        values: list[float] = []
+        for a in adjustments:
+            if isinstance(a, Settle):
+                check_ttl(a.ttl_s)
+                value = self._number(a.key, now) + (a.actual - a.reserved)
+                if value < 0.0:
+                    value = 0.0
+                self._keep_number(a.key, value, now, a.ttl_s)
+            else:
+                check_rate_args(a.limit, a.period_s, 0)
+                interval = a.period_s / a.limit
+                value = self._level(a.key, now, interval) + a.delta
+                if value > 0.0:
+                    self._keep_bucket(a.key, value, now, interval)
+                else:
+                    value = 0.0
+                    self._drop(a.key)
+            values.append(value)
+        return values
+
     # -- small strings -------------------------------------------------------------------
     async def put(self, key: str, value: str, ttl_s: float | None = None) -> None:
         check_ttl(ttl_s)
@@ -209,3 +295,16 @@ class MemoryCounters:
     def __len__(self) -> int:
         """Keys held, expired or not yet swept (for tests and metrics)."""
         return len(self._values)
+
+
+def _unapplied(
+    check: Check, result: RateResult | Reservation, before: float
+) -> RateResult | Reservation:
+    """A fitting limit's result in a refused batch: its state as it stands, unchanged."""
+    if not result.allowed:
+        return result
+    if isinstance(check, RateCheck):
+        limit = check.limit
+        remaining = max(0, math.floor(limit - before + limit * _TOLERANCE))
+        return RateResult(True, limit, remaining, 0.0, before * check.period_s / limit)
+    return Reservation(True, before, check.limit)

@@ -18,7 +18,7 @@ This module must never log, and never show the URL's password: messages name hos
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,7 +27,20 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from . import CounterError, RateResult, Reservation, check_rate_args, check_ttl, redis_location
+from . import (
+    Adjustment,
+    Check,
+    CheckResult,
+    CounterError,
+    RateCheck,
+    RateResult,
+    Reservation,
+    Settle,
+    check_batch,
+    check_rate_args,
+    check_ttl,
+    redis_location,
+)
 
 __all__ = ["RedisCounters"]
 
@@ -132,6 +145,137 @@ return string.format('%.17g', value)
 )
 
 
+# Several limits of one request, all or nothing. KEYS: one per limit. ARGV: four per
+# limit: 'r', limit, cost, period_s (a rate bucket) or 'b', limit, amount, ttl_ms (a
+# reservation). Every limit is read and judged first; only when all fit is any written.
+# -> {allowed, {per limit: allowed, remaining|used, retry_after_s, reset_after_s}...}
+# A fitting limit of a refused batch answers its state without this request.
+_CHECK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = #KEYS
+local ok = true
+local before, after, interval, out = {}, {}, {}, {}
+for i = 1, n do
+  local a = (i - 1) * 4
+  local limit = tonumber(ARGV[a + 2])
+  local amount = tonumber(ARGV[a + 3])
+  local state = redis.call('GET', KEYS[i])
+  if ARGV[a + 1] == 'r' then
+    local iv = tonumber(ARGV[a + 4]) / limit
+    local level = 0
+    if state then
+      local l, w = string.match(state, '^(%S+) (%S+)$')
+      if not l then
+        return redis.error_reply('WRONGTYPE counter key does not hold a rate bucket')
+      end
+      level = tonumber(l)
+      local elapsed = now - tonumber(w)
+      if elapsed > 0 then level = level - elapsed / 1000000 / iv end
+      if level < 0 then level = 0 end
+    end
+    local tolerance = limit * 1e-9
+    before[i], after[i], interval[i] = level, level + amount, iv
+    if after[i] <= limit + tolerance then
+      out[i] = {1, math.floor(limit - after[i] + tolerance), '0',
+                string.format('%.17g', after[i] * iv)}
+    else
+      ok = false
+      local retry = math.huge
+      if amount <= limit then retry = math.ceil((after[i] - limit) * iv * 1000000) / 1000000 end
+      local remaining = math.floor(limit - level + tolerance)
+      if remaining < 0 then remaining = 0 end
+      out[i] = {0, remaining, string.format('%.17g', retry), string.format('%.17g', level * iv)}
+    end
+  else
+    local current = tonumber(state or '0')
+    if not current then
+      return redis.error_reply('WRONGTYPE counter key does not hold a number')
+    end
+    before[i], after[i] = current, current + amount
+    if after[i] <= limit + 1e-9 * math.max(1, math.abs(limit)) then
+      out[i] = {1, string.format('%.17g', after[i]), '0', '0'}
+    else
+      ok = false
+      out[i] = {0, string.format('%.17g', current), '0', '0'}
+    end
+  end
+end
+for i = 1, n do
+  local a = (i - 1) * 4
+  if ok then
+    if ARGV[a + 1] == 'r' then
+      if tonumber(ARGV[a + 3]) > 0 then
+        redis.call('SET', KEYS[i], string.format('%.17g %.17g', after[i], now),
+                   'PX', math.ceil(after[i] * interval[i] * 1000))
+      end
+    else
+      redis.call('SET', KEYS[i], string.format('%.17g', after[i]), 'KEEPTTL')
+      local ttl_ms = tonumber(ARGV[a + 4])
+      if ttl_ms > 0 and redis.call('PTTL', KEYS[i]) < 0 then
+        redis.call('PEXPIRE', KEYS[i], ttl_ms)
+      end
+    end
+  elseif out[i][1] == 1 then
+    if ARGV[a + 1] == 'r' then
+      local limit = tonumber(ARGV[a + 2])
+      local remaining = math.floor(limit - before[i] + limit * 1e-9)
+      if remaining < 0 then remaining = 0 end
+      out[i] = {1, remaining, '0', string.format('%.17g', before[i] * interval[i])}
+    else
+      out[i] = {1, string.format('%.17g', before[i]), '0', '0'}
+    end
+  end
+end
+return {ok and 1 or 0, out}
+"""
+
+# Settles and rate adjustments of many requests, in order. ARGV: four per key: 'r',
+# limit, period_s, delta (a rate bucket) or 'n', delta, ttl_ms, unused (a number never
+# taken below zero). -> the new value of each.
+_ADJUST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local out = {}
+for i = 1, #KEYS do
+  local a = (i - 1) * 4
+  local state = redis.call('GET', KEYS[i])
+  if ARGV[a + 1] == 'r' then
+    local iv = tonumber(ARGV[a + 3]) / tonumber(ARGV[a + 2])
+    local level = 0
+    if state then
+      local l, w = string.match(state, '^(%S+) (%S+)$')
+      if l then
+        level = tonumber(l)
+        local elapsed = now - tonumber(w)
+        if elapsed > 0 then level = level - elapsed / 1000000 / iv end
+        if level < 0 then level = 0 end
+      end
+    end
+    level = level + tonumber(ARGV[a + 4])
+    if level > 0 then
+      redis.call('SET', KEYS[i], string.format('%.17g %.17g', level, now),
+                 'PX', math.ceil(level * iv * 1000))
+    else
+      level = 0
+      redis.call('DEL', KEYS[i])
+    end
+    out[i] = string.format('%.17g', level)
+  else
+    local value = (tonumber(state or '0') or 0) + tonumber(ARGV[a + 2])
+    if value < 0 then value = 0 end
+    redis.call('SET', KEYS[i], string.format('%.17g', value), 'KEEPTTL')
+    local ttl_ms = tonumber(ARGV[a + 3])
+    if ttl_ms > 0 and redis.call('PTTL', KEYS[i]) < 0 then
+      redis.call('PEXPIRE', KEYS[i], ttl_ms)
+    end
+    out[i] = string.format('%.17g', value)
+  end
+end
+return out
+"""
+
+
 def _ttl_ms(ttl_s: float | None) -> int:
     check_ttl(ttl_s)
     return 0 if ttl_s is None else max(1, math.ceil(ttl_s * 1000))
@@ -180,12 +324,15 @@ class RedisCounters:
         self._rate_adjust = self._redis.register_script(_RATE_ADJUST)
         self._reserve = self._redis.register_script(_RESERVE)
         self._add = self._redis.register_script(_ADD)
+        self._check = self._redis.register_script(_CHECK)
+        self._adjust = self._redis.register_script(_ADJUST)
 
     async def start(self) -> None:
         """Check that Redis answers and load the scripts, so that the first call of each
         is already one round trip. Raises CounterError."""
         await self._call(self._redis.ping())
-        for script in (self._rate, self._rate_adjust, self._reserve, self._add):
+        scripts = (self._rate, self._rate_adjust, self._reserve, self._add, self._check)
+        for script in (*scripts, self._adjust):
             await self._call(self._redis.script_load(script.script))
 
     async def _call(self, pending: Awaitable[_T]) -> _T:
@@ -211,6 +358,47 @@ class RedisCounters:
     async def rate_adjust(self, key: str, limit: int, period_s: float, delta: int) -> None:
         check_rate_args(limit, period_s, 0)
         await self._script(self._rate_adjust, key, limit, period_s, delta)
+
+    # -- batches -------------------------------------------------------------------------
+    async def check(self, checks: Sequence[Check]) -> CheckResult:
+        if not checks:
+            return CheckResult(True, ())
+        check_batch(checks)
+        prefix = self._prefix
+        keys: list[str] = []
+        args: list[str | int | float] = []
+        for c in checks:
+            keys.append(prefix + c.key)
+            if isinstance(c, RateCheck):
+                args += ("r", c.limit, c.cost, float(c.period_s))
+            else:
+                args += ("b", float(c.limit), float(c.amount), _ttl_ms(c.ttl_s))
+        allowed, answers = await self._call(self._check(keys=keys, args=args))
+        results: list[RateResult | Reservation] = []
+        for c, (fits, count, retry, reset) in zip(checks, answers, strict=True):
+            if isinstance(c, RateCheck):
+                results.append(
+                    RateResult(fits == 1, c.limit, int(count), float(retry), float(reset))
+                )
+            else:
+                results.append(Reservation(fits == 1, float(count), c.limit))
+        return CheckResult(allowed == 1, tuple(results))
+
+    async def adjust(self, adjustments: Sequence[Adjustment]) -> list[float]:
+        if not adjustments:
+            return []
+        prefix = self._prefix
+        keys: list[str] = []
+        args: list[str | int | float] = []
+        for a in adjustments:
+            keys.append(prefix + a.key)
+            if isinstance(a, Settle):
+                args += ("n", float(a.actual) - float(a.reserved), _ttl_ms(a.ttl_s), 0)
+            else:
+                check_rate_args(a.limit, a.period_s, 0)
+                args += ("r", a.limit, float(a.period_s), a.delta)
+        values = await self._call(self._adjust(keys=keys, args=args))
+        return [float(v) for v in values]
 
     # -- numbers -------------------------------------------------------------------------
     async def reserve(
