@@ -1,5 +1,5 @@
-"""`interlock serve | mock-upstream | check-config | version | route --explain`, and the
-commands plugins add (the `interlock.commands` entry-point group).
+"""`interlock serve | mock-upstream | check-config | version | route --explain | audit`, and
+the commands plugins add (the `interlock.commands` entry-point group).
 
 The CLI validates the whole configuration in the parent process first (so a typo is one
 clear line, not a traceback from every worker), then hands over to core/serving.py, which
@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
             ep.load()(sub)
         except Exception as exc:  # one broken plugin must not take `serve` down
             print(f"interlock: commands '{ep.name}' ({ep.value}) skipped: {exc}", file=sys.stderr)
+
+    # The audit plugin's commands (export, verify): its own parser reads the rest.
+    audit = sub.add_parser("audit", help="the audit log: export, verify", add_help=False)
+    audit.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -107,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     # In the single binary a worker process starts as this same executable: this runs the
     # worker and exits (outside a frozen build it does nothing).
     multiprocessing.freeze_support()
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["audit"]:  # `--help` and every option after it are the plugin's
+        args = argparse.Namespace(command="audit", rest=argv[1:])
+    else:
+        args = _parser().parse_args(argv)
     try:
         run = getattr(args, "run", None)
         if run is not None:
@@ -123,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "route":
             return _route(args)
+        if args.command == "audit":
+            from interlock.plugins.audit.cli import main as audit_main
+
+            return audit_main(args.rest)
         return _check(args.file)
     except ConfigError as exc:
         print(f"interlock: {exc}", file=sys.stderr)

@@ -1,0 +1,217 @@
+"""One audit record: its columns, how it is made from a finished request, and the hash
+that chains it to the record before it.
+
+A record says who (tenant, key id, user and feature tags), what (endpoint, requested
+model, the routed provider and model, why, every attempt), how it ended (status, error
+type, tokens, cost, latency, time to first byte) and what redaction found (counts per
+type). Never a key (the key id is an identifier, not the key), never a value redaction
+removed, and bodies only when the plugin is told to store them.
+
+The hash of a record is sha256(prev_hash + canonical bytes), where the canonical bytes
+are the JSON array of its columns in `COLUMNS` order, as stored (chain id and sequence
+number included, prev_hash and hash excluded). Every value is normalised before it is
+hashed (ints as ints, floats as floats, strings without NUL or lone surrogates), so the
+store gives back exactly what was hashed and `verify` can recompute it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from interlock.core import GatewayError, RequestContext
+
+__all__ = [
+    "COLUMNS",
+    "CONTENT",
+    "GENESIS",
+    "JSON_COLUMNS",
+    "chain_hash",
+    "content_of",
+    "iso",
+    "parse_time",
+]
+
+# Every column, in the order hashed, stored and exported.
+COLUMNS: tuple[str, ...] = (
+    "chain_id",
+    "seq",
+    "ts",
+    "request_id",
+    "tenant",
+    "key_id",
+    "end_user",
+    "feature",
+    "tags",
+    "method",
+    "path",
+    "inbound",
+    "endpoint",
+    "stream",
+    "requested_model",
+    "provider",
+    "model",
+    "route_reason",
+    "attempts",
+    "status",
+    "error_type",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "usage_estimated",
+    "cost_usd",
+    "latency_ms",
+    "ttfb_ms",
+    "redactions",
+    "request_body",
+    "response_body",
+    "prev_hash",
+    "hash",
+)
+# What a request contributes (the writer adds chain_id and seq before, the hashes after).
+CONTENT = COLUMNS[2:-2]
+# Columns holding JSON text (decoded again when records are shown).
+JSON_COLUMNS = frozenset({"tags", "attempts", "redactions", "request_body", "response_body"})
+GENESIS = "0" * 64  # the prev_hash of a chain's first record
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+
+
+def iso(t: float) -> str:
+    """UTC with microseconds and a Z, fixed width, so text order is time order."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str) -> str:
+    """A date (`2026-11-25`) or an ISO 8601 time (with Z or an offset; naive means UTC)
+    as the stored format; ValueError when it is neither."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def clean(value: str) -> str:
+    """A string every store accepts as TEXT: PostgreSQL refuses NUL, UTF-8 refuses lone
+    surrogates (a JSON body may carry both)."""
+    if value.isascii():
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode()
+    return value.replace("\x00", "\ufffd")
+
+
+def _opt(value: str | None) -> str | None:
+    return clean(value) if value else None
+
+
+class _Attempt(msgspec.Struct):
+    provider: str
+    model: str
+    status: int
+    error: str | None
+    latency_ms: float
+
+
+def content_of(
+    ctx: RequestContext,
+    *,
+    redactions: dict[str, int] | None,
+    request_body: str | None,
+    response_body: str | None,
+    now: Callable[[], float] = time.time,
+) -> tuple[Any, ...]:
+    """The record of a finished request, in `CONTENT` order, every value normalised."""
+    identity = ctx.identity
+    tags = ctx.tags
+    usage = ctx.usage
+    err = ctx.error
+    error_type = None
+    if err is not None:
+        error_type = err.type if isinstance(err, GatewayError) else type(err).__name__
+    latency = ctx.timings.get("latency_ms")
+    if latency is None:
+        latency = ctx.elapsed_ms()
+    ttfb = ctx.timings.get("ttfb_ms")
+    attempts = [
+        _Attempt(
+            clean(a.provider),
+            clean(a.model),
+            int(a.status),
+            _opt(a.error),
+            round(float(a.latency_ms), 3),
+        )
+        for a in ctx.attempts
+    ]
+    return (
+        iso(now() - latency / 1000.0),  # when the request arrived
+        clean(ctx.request_id),
+        _opt(identity.tenant) if identity else None,
+        _opt(identity.key_id) if identity else None,
+        _opt(tags.get("user")),
+        _opt(tags.get("feature")),
+        clean(_encode(tags).decode()) if tags else "{}",
+        clean(ctx.method),
+        clean(ctx.path),
+        ctx.inbound,
+        ctx.endpoint,
+        int(bool(ctx.stream)),
+        _opt(ctx.requested_model),
+        _opt(ctx.provider),
+        _opt(ctx.model),
+        _opt(ctx.decision.reason) if ctx.decision else None,
+        _encode(attempts).decode(),
+        int(ctx.status),
+        _opt(error_type),
+        int(usage.prompt_tokens),
+        int(usage.completion_tokens),
+        int(usage.cached_tokens),
+        int(usage.cache_write_tokens),
+        int(bool(usage.estimated)),
+        float(ctx.cost_usd),
+        round(float(latency), 3),
+        round(float(ttfb), 3) if ttfb is not None else None,
+        _encode(dict(sorted(redactions.items()))).decode() if redactions else "{}",
+        request_body,
+        response_body,
+    )
+
+
+def chain_hash(prev_hash: str, chain_id: str, seq: int, content: Sequence[Any]) -> str:
+    """sha256(prev_hash + the JSON array [chain_id, seq, *content])."""
+    canonical = _encode([chain_id, seq, *content])
+    return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
+
+
+def scrub_json(body: bytes, scrub: Callable[[str], str] | None) -> str | None:
+    """A JSON body as text for the record, every string passed through `scrub` (the
+    pii_redaction plugin's, when it is on); not JSON: None (never stored half-known)."""
+    try:
+        doc = _decode(body)
+    except msgspec.DecodeError:
+        return None
+    if scrub is not None:
+        doc = _scrub(doc, scrub)
+    return clean(_encode(doc).decode())
+
+
+def _scrub(node: Any, scrub: Callable[[str], str]) -> Any:
+    if isinstance(node, str):
+        return scrub(node)
+    if isinstance(node, dict):
+        return {k: _scrub(v, scrub) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_scrub(v, scrub) for v in node]
+    return node
