@@ -270,7 +270,13 @@ def main() -> None:
     parser.add_argument(
         "--pg", metavar="URL", help="also time tenant_auth's look-up on this PostgreSQL store"
     )
+    parser.add_argument(
+        "--policy-only", action="store_true", help="only the policy layer's rows (bench/policy.py)"
+    )
     args = parser.parse_args()
+    if args.policy_only:
+        _policy(args.n)
+        return
     trivial = f'\n[plugins.trivial]\npath = "{BENCH}/plugins/trivial.py"\n'
     try:
         import uvloop
@@ -313,6 +319,24 @@ def main() -> None:
         print(f"  tenant_auth hooks, look-up  {pg_us:6.1f} µs median per request (PostgreSQL)")
     for line in audit + pii:
         print(line)
+    _policy(args.n)
+
+
+def _policy(n: int) -> None:
+    """Each policy plugin's cost, alone and within scenario (d) (bench/plugin_costs.py)."""
+    import tempfile
+
+    from bench.plugin_costs import plugin_rows
+
+    try:
+        import uvloop
+
+        run: Any = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    with tempfile.TemporaryDirectory() as tmp:
+        for line in plugin_rows(run, n, Path(tmp)):
+            print(line, flush=True)
 
 
 AUDIT = "\n[plugins.audit]\ndurable = {durable}\n"
