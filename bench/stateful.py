@@ -52,7 +52,8 @@ class Redis:
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
     def commands(self) -> dict[str, int]:
-        """Calls per command since the server started (INFO itself left out)."""
+        """Calls per command since the server started (INFO itself left out). Commands a
+        Lua script runs count here too; `reads` counts round trips."""
         out: dict[str, int] = {}
         for line in self.cli("INFO", "commandstats").splitlines():
             if line.startswith("cmdstat_"):
@@ -60,20 +61,34 @@ class Redis:
                 calls = int(rest.split(",")[0].split("=")[1])
                 if name != "info":
                     out[name] = calls
+        out["reads"] = self.reads()
         return out
+
+    def reads(self) -> int:
+        """Reads of client sockets the server processed: one per round trip (a pipeline's
+        commands arrive in one), our own INFO calls included (one each)."""
+        for line in self.cli("INFO", "stats").splitlines():
+            if line.startswith("total_reads_processed:"):
+                return int(line.split(":")[1])
+        return 0
 
     def stop(self) -> None:
         self.proc.stop()
 
 
 def per_request(before: dict[str, int], after: dict[str, int], requests: int) -> dict:
-    """Commands per request over a run, in all and by command."""
-    diff = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
-    total = sum(diff.values())
+    """Round trips per request over a run (socket reads, less those of our INFO calls), and
+    commands per request by command (a script's own commands included)."""
+    n = max(1, requests)
+    # Each redis-cli call is two reads (its command, then its close): the two of `after`.
+    trips = after["reads"] - before["reads"] - 4
+    diff = {
+        k: v - before.get(k, 0) for k, v in after.items() if k != "reads" and v != before.get(k, 0)
+    }
     return {
-        "commands": total,
-        "per_request": total / max(1, requests),
-        "by_command": {k: round(v / max(1, requests), 3) for k, v in sorted(diff.items())},
+        "round_trips": trips,
+        "round_trips_per_request": trips / n,
+        "by_command": {k: round(v / n, 3) for k, v in sorted(diff.items())},
     }
 
 
