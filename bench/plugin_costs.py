@@ -14,18 +14,21 @@ writer's and the ledger's commits run in the same process; SQLite's in its threa
   requests overlap, as they do in a loaded server).
 
 pii_redaction is measured on (e)'s 2 kB prompt, against the bare gateway on the same
-prompt.
+prompt. audit runs as (d) runs it (records off the request path, bench/policy.py); one
+row shows (d) with audit's default, `durable = true`, where every response waits for its
+record's commit.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.inprocess import measure
 from bench.payloads import REQUEST
-from bench.policy import AUTO, MODELS, D, pii_request, tables
+from bench.policy import AUTO, DURABLE, MODELS, OFF_PATH, D, pii_request, tables
 
 # Routing to a fallback model needs the upstream to list it (the canned client answers
 # for the provider "up", which measure() makes with one model).
@@ -43,20 +46,31 @@ def _request(plugins: tuple[str, ...]) -> dict[str, Any]:
     return AUTO if "cost_router" in plugins else REQUEST
 
 
-def plugin_rows(run: Callable[[Any], Any], n: int, tmp: Path) -> list[str]:
-    """The per-plugin table, as printed lines."""
+def plugin_rows(run: Callable[[Any], Any], n: int, tmp: Path, repeats: int = 3) -> list[str]:
+    """The per-plugin table, as printed lines; each figure the median of `repeats` runs
+    (a shared 2-core VM moves a single run by 10-20 µs)."""
 
-    def cpu(plugins: tuple[str, ...], *, concurrency: int = 1, request: Any = None) -> float:
-        text = SECOND + tables(plugins) if plugins else ""
+    def cpu(
+        plugins: tuple[str, ...],
+        *,
+        concurrency: int = 1,
+        request: Any = None,
+        audit: str = OFF_PATH,
+    ) -> float:
+        text = SECOND + tables(plugins, audit=audit) if plugins else ""
         body = request if request is not None else _request(plugins)
-        return float(run(measure(text, n, tmp, body, concurrency=concurrency))[0])
+        runs = [
+            float(run(measure(text, n, tmp, body, concurrency=concurrency))[0])
+            for _ in range(repeats)
+        ]
+        return statistics.median(runs)
 
     bare = cpu(())
     whole = cpu(D)
     rows = [
         "",
         f"Policy layer, scenario (d) ({', '.join(D)}; SQLite, memory counters), "
-        f"{n:,} requests, CPU µs per request:",
+        f"{n:,} requests, CPU µs per request (median of {repeats} runs):",
         f"  bare gateway                {bare:6.1f}",
         f"  (d) all together            {whole:6.1f}  ({whole - bare:+.1f} µs over bare)",
     ]
@@ -65,6 +79,12 @@ def plugin_rows(run: Callable[[Any], Any], n: int, tmp: Path) -> list[str]:
     rows.append(
         f"  (d), 64 at once             {whole64:6.1f}  ({whole64 - bare64:+.1f} µs over bare "
         f"64 at once, {bare64:.1f})"
+    )
+    durable = cpu(D, audit=DURABLE)
+    durable64 = cpu(D, concurrency=64, audit=DURABLE)
+    rows.append(
+        f"  (d), audit durable          {durable:6.1f}  ({durable - whole:+.1f} µs over (d)); "
+        f"64 at once {durable64:.1f} ({durable64 - whole64:+.1f})"
     )
     rows.append(f"  {'plugin':<26}{'alone':>8}{'in (d)':>10}")
     for name in D:

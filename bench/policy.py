@@ -12,6 +12,11 @@ The requests of (d) ask for the model `auto`: cost_router scores each one and pi
 tier, as a gateway bought for its router does; both tiers name a model the benchmark's
 upstream serves, and failover's chain gives every request a fallback candidate.
 
+audit runs with `durable = false` and a 20 ms linger: issue 13 asks that audit and ledger
+writes stay off the request path, and `durable = true` (audit's default) makes every
+response wait for its record's commit. The in-process bench prints what durable costs
+(`DURABLE`).
+
 This module only builds text; it starts nothing.
 """
 
@@ -65,9 +70,14 @@ D = ("tenant_auth", "cost_router", "failover", "rate_limit", "budget", "audit")
 E = ("tenant_auth", "cost_router", "failover", "rate_limit", "budget", "pii_redaction", "audit")
 
 
-def tables(plugins: tuple[str, ...] = D, *, audit: str = "") -> str:
-    """The plugins.toml tables of `plugins`, in order; `audit` is extra lines for the
-    audit table (e.g. `durable = false`)."""
+# The audit table's last lines: records off the request path (the benchmark's), or
+# audit's own default (every response waits for its record's commit).
+OFF_PATH = "durable = false\nbatch_linger_ms = 20\n"
+DURABLE = "durable = true\nbatch_linger_ms = 0\n"
+
+
+def tables(plugins: tuple[str, ...] = D, *, audit: str = OFF_PATH) -> str:
+    """The plugins.toml tables of `plugins`, in order; `audit` ends the audit table."""
     text = "".join(TABLES[name] for name in plugins)
     if audit and "audit" in plugins:
         text += audit.rstrip("\n") + "\n"
