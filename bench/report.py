@@ -64,6 +64,9 @@ def markdown(data: dict) -> str:
         lat = r.get("latency")
         if not lat or key == "a":
             continue
+        if not lat.get("requests"):
+            lines.append(f"| {r['label']} ({lat['errors']} errors, no answer) | - | - | - | - |")
+            continue
         base = a.get("latency", {})
         lines.append(
             f"| {r['label']} | {lat['p50_ms']:.3f} | {lat['p99_ms']:.3f} | "

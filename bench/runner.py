@@ -362,6 +362,7 @@ models = {list(policy.MODELS)!r}
 
 def start_server(env: Env, sc: Scenario, upstream_port: int) -> tuple[Proc | None, int]:
     """Start the server of a scenario; returns (process, port). The upstream has none."""
+    env.key = "sk-bench-client"  # what every server but a policy scenario's accepts
     if sc.kind == "upstream":
         return None, upstream_port
     port = free_port()
@@ -415,7 +416,6 @@ def start_server(env: Env, sc: Scenario, upstream_port: int) -> tuple[Proc | Non
         proc = Proc(sc.key, pinned(cmd, core), log, env=cpython, cwd=str(ROOT))
     elif sc.kind == "interlock":
         toml = interlock_toml(env, sc, upstream_port)
-        env.key = "sk-bench-client"
         if "tenant_auth" in sc.policy:
             env.starts += 1
             env.key = stateful.virtual_key(
