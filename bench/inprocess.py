@@ -12,10 +12,12 @@ one request at a time on a prepared context, and with tenant_auth (a virtual key
 request; found in its cache, or looked up in the SQLite store every time) and the median
 of tenant_auth's own hooks.
 
-Then the policy plugins (rate_limit, budget, both), with `memory://` counters and, when
-Redis answers on 127.0.0.1:6379, with `redis://`: CPU µs per request as above, the
-median wall-clock µs per request (with Redis, its round trips included), and the Redis
-calls per request with 64 requests in flight.
+Then the compliance plugins: `audit` on a SQLite file, durable (each request waits for
+its group commit) and not, one request at a time and 64 at once (CPU µs per request
+over the run, and the median request's wall-clock µs); and `pii_redaction` on a 2 kB and
+a 50 kB prompt that holds a few emails, phone numbers and a card number (median
+wall-clock µs per request with and without the plugin: no I/O there, so wall clock is
+CPU).
 """
 
 from __future__ import annotations
@@ -98,9 +100,29 @@ async def _virtual_key(gateway: Any) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", f"Bearer {made.key}".encode())]
 
 
-def _scope(body: bytes, extra: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    """The ASGI scope of a POST /v1/chat/completions carrying `body`."""
-    return {
+async def per_request_us(
+    plugins: str, n: int, tmp: Path, request: dict[str, Any] = REQUEST
+) -> float:
+    return (await measure(plugins, n, tmp, request))[0]
+
+
+async def measure(
+    plugins: str, n: int, tmp: Path, request: dict[str, Any] = REQUEST, concurrency: int = 1
+) -> tuple[float, float]:
+    """(CPU µs per request over the run, median wall-clock µs of one request)."""
+    import statistics
+    import time
+
+    body = encoded(request)
+    model = REQUEST["model"]
+    toml = BASE.format(model=model) + f'\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n' + plugins
+    app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
+    gateway = app.state.gateway
+    await gateway.start()  # what the lifespan does: store, counters, plugins, plans
+    gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
+    gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
+    auth = await _virtual_key(gateway) if "tenant_auth" in plugins else []
+    scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -116,26 +138,9 @@ def _scope(body: bytes, extra: list[tuple[bytes, bytes]]) -> dict[str, Any]:
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            *extra,
+            *auth,
         ],
     }
-
-
-async def per_request_us(
-    plugins: str, n: int, tmp: Path, request: dict[str, Any] = REQUEST
-) -> float:
-    import time
-
-    body = encoded(request)
-    model = REQUEST["model"]
-    toml = BASE.format(model=model) + f'\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n' + plugins
-    app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
-    gateway = app.state.gateway
-    await gateway.start()  # what the lifespan does: store, counters, plugins, plans
-    gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
-    gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
-    auth = await _virtual_key(gateway) if "tenant_auth" in plugins else []
-    scope = _scope(body, auth)
     message = {"type": "http.request", "body": body, "more_body": False}
 
     async def receive() -> dict[str, Any]:
@@ -144,15 +149,26 @@ async def per_request_us(
     async def send(message: dict[str, Any]) -> None:
         return None
 
+    walls: list[float] = []
+
+    async def one() -> None:
+        began = time.perf_counter()
+        await app(dict(scope), receive, send)
+        walls.append(time.perf_counter() - began)
+
     for _ in range(min(n, 2000)):  # warm-up: caches, the default route, allocator
         await app(dict(scope), receive, send)
+    walls.clear()
     start = time.process_time()
-    for _ in range(n):
-        await app(dict(scope), receive, send)
-    us = (time.process_time() - start) / n * 1e6
+    for _ in range(n // concurrency):
+        if concurrency == 1:
+            await one()
+        else:
+            await asyncio.gather(*(one() for _ in range(concurrency)))
+    us = (time.process_time() - start) / len(walls) * 1e6
     await gateway.close(hooks=True)
     gateway.log_setup.close()
-    return us
+    return us, statistics.median(walls) * 1e6
 
 
 async def router_hooks_us(n: int, tmp: Path) -> tuple[float, float]:
@@ -246,91 +262,6 @@ async def tenant_auth_hooks_us(ttl: float, n: int, tmp: Path, store: str | None 
     return statistics.median(samples) * 1e6
 
 
-async def measure(
-    plugins: str, n: int, tmp: Path, counters: str = "memory://", in_flight: int = 1
-) -> tuple[float, float]:
-    """(mean CPU µs, median wall-clock µs) per request, `in_flight` at a time."""
-    import statistics
-    import time
-
-    body = encoded(REQUEST)
-    model = REQUEST["model"]
-    toml = BASE.format(model=model) + f'\n[store]\nurl = "sqlite:///{tmp}/bench.db"\n'
-    toml += f'[counters]\nurl = "{counters}"\n' + plugins
-    app = create_app(parse_config(tomllib.loads(toml), source="bench", base_dir=str(BENCH)))
-    gateway = app.state.gateway
-    await gateway.start()  # what the lifespan does: store, counters, plugins, plans
-    gateway.log_setup.writer._stream = io.BytesIO()  # the log line is still made and queued
-    gateway.providers["up"].client = _CannedClient(encoded(COMPLETION))
-    scope = _scope(body, [])
-    message = {"type": "http.request", "body": body, "more_body": False}
-
-    async def receive() -> dict[str, Any]:
-        return message
-
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    for _ in range(min(n, 2000)):  # warm-up: caches, the default route, allocator
-        await app(dict(scope), receive, send)
-    walls: list[float] = []
-    clock = time.perf_counter
-
-    async def worker(count: int) -> None:
-        for _ in range(count):
-            began = clock()
-            await app(dict(scope), receive, send)
-            walls.append(clock() - began)
-
-    calls = _redis_calls() if counters.startswith("redis") else 0
-    start = time.process_time()
-    if in_flight == 1:
-        await worker(n)
-    else:
-        await asyncio.gather(*(worker(n // in_flight) for _ in range(in_flight)))
-    us = (time.process_time() - start) / len(walls) * 1e6
-    await gateway.close(hooks=True)  # the last settles are sent (and counted on Redis)
-    gateway.log_setup.close()
-    if counters.startswith("redis"):
-        last_redis_calls[0] = (_redis_calls() - calls) / len(walls)
-    return us, statistics.median(walls) * 1e6
-
-
-# The policy plugins, every limit high enough never to refuse: the anonymous tenant gets
-# the defaults (no auth plugin), so every request runs the whole check and settle path.
-BENCH_TENANT = "interlock-bench"
-RATE_LIMIT = f"""
-[plugins.rate_limit]
-tenant = {{ rpm = 1_000_000_000, tpm = 1_000_000_000_000 }}
-anonymous_tenant = "{BENCH_TENANT}"
-"""
-BUDGET = f"""
-[plugins.budget]
-tenant_usd = 1e12
-anonymous_tenant = "{BENCH_TENANT}"
-"""
-REDIS = "redis://127.0.0.1:6379/0"
-last_redis_calls = [0.0]  # Redis script calls per request in the last redis:// measure
-
-
-def _redis_answers() -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        probe.settimeout(1.0)
-        return probe.connect_ex(("127.0.0.1", 6379)) == 0
-
-
-async def _drop_bench_keys() -> None:
-    from redis.asyncio import Redis
-
-    raw = Redis.from_url(REDIS)
-    keys = [k async for k in raw.scan_iter(match=f"interlock:*{BENCH_TENANT}*")]
-    if keys:
-        await raw.delete(*keys)
-    await raw.aclose()
-
-
 def main() -> None:
     import tempfile
 
@@ -339,7 +270,13 @@ def main() -> None:
     parser.add_argument(
         "--pg", metavar="URL", help="also time tenant_auth's look-up on this PostgreSQL store"
     )
+    parser.add_argument(
+        "--policy-only", action="store_true", help="only the policy layer's rows (bench/policy.py)"
+    )
     args = parser.parse_args()
+    if args.policy_only:
+        _policy(args.n)
+        return
     trivial = f'\n[plugins.trivial]\npath = "{BENCH}/plugins/trivial.py"\n'
     try:
         import uvloop
@@ -358,6 +295,8 @@ def main() -> None:
         hit_us = run(tenant_auth_hooks_us(60, args.n, Path(tmp)))
         miss_us = run(tenant_auth_hooks_us(0, args.n, Path(tmp)))
         pg_us = run(tenant_auth_hooks_us(0, args.n, Path(tmp), args.pg)) if args.pg else None
+        audit = _audit_rows(run, args.n // 4, Path(tmp))
+        pii = _pii_rows(run, args.n, Path(tmp))
     print(f"Interlock in-process, canned upstream, {args.n:,} requests:")
     print(f"  no plugins                  {bare:6.1f} µs CPU per request")
     print(f"  trivial plugin on 4 hooks   {hooks:6.1f} µs CPU per request ({hooks - bare:+.1f} µs)")
@@ -378,53 +317,79 @@ def main() -> None:
     print(f"  tenant_auth hooks, look-up  {miss_us:6.1f} µs median per request (SQLite)")
     if pg_us is not None:
         print(f"  tenant_auth hooks, look-up  {pg_us:6.1f} µs median per request (PostgreSQL)")
-    policy(run, args.n)
+    for line in audit + pii:
+        print(line)
+    _policy(args.n)
 
 
-def policy(run: Any, n: int) -> None:
+def _policy(n: int) -> None:
+    """Each policy plugin's cost, alone and within scenario (d) (bench/plugin_costs.py)."""
     import tempfile
 
-    backends = ["memory://"] + ([REDIS] if _redis_answers() else [])
-    rows = [
-        ("rate_limit", RATE_LIMIT),
-        ("budget", BUDGET),
-        ("rate_limit + budget", RATE_LIMIT + BUDGET),
-    ]
-    print("Policy plugins (mean CPU µs per request; median wall µs per request):")
-    for counters in backends:
-        with tempfile.TemporaryDirectory() as tmp:
-            bare_cpu, bare_wall = run(measure("", n, Path(tmp), counters))
-            label = counters.split(":")[0]
-            print(
-                f"  none ({label})              {bare_cpu:6.1f} µs CPU, median {bare_wall:6.1f} µs wall"
-            )
-            for name, plugins in rows:
-                cpu, wall = run(measure(plugins, n, Path(tmp), counters))
-                print(
-                    f"  {name + f' ({label})':<27} {cpu:6.1f} µs CPU per request ({cpu - bare_cpu:+.1f} µs); "
-                    f"median {wall:6.1f} µs wall ({wall - bare_wall:+.1f} µs)"
-                )
-        if counters == REDIS:
-            with tempfile.TemporaryDirectory() as tmp:
-                cpu, wall = run(measure(RATE_LIMIT + BUDGET, n, Path(tmp), counters, 64))
-                per = last_redis_calls[0]
-            print(
-                f"  rate_limit + budget (redis), 64 in flight: {cpu:6.1f} µs CPU per request; "
-                f"{per:.2f} Redis calls per request"
-            )
-            run(_drop_bench_keys())
+    from bench.plugin_costs import plugin_rows
 
-
-def _redis_calls() -> int:
-    """Script calls Redis has answered so far (INFO commandstats)."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS)
     try:
-        stats = client.info("commandstats")
-    finally:
-        client.close()
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+        import uvloop
+
+        run: Any = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    with tempfile.TemporaryDirectory() as tmp:
+        for line in plugin_rows(run, n, Path(tmp)):
+            print(line, flush=True)
+
+
+AUDIT = "\n[plugins.audit]\ndurable = {durable}\n"
+PII = "\n[plugins.pii_redaction]\n"
+
+
+def _audit_rows(run: Any, n: int, tmp: Path) -> list[str]:
+    """audit on SQLite: durable or not, one request at a time and 64 at once."""
+    rows = []
+    for concurrency in (1, 64):
+        base_cpu, base_wall = run(measure("", n, tmp, concurrency=concurrency))
+        for durable in ("true", "false"):
+            (tmp / "bench.db").unlink(missing_ok=True)
+            cpu, wall = run(measure(AUDIT.format(durable=durable), n, tmp, concurrency=concurrency))
+            label = (
+                f"audit, {'durable' if durable == 'true' else 'not durable'}, {concurrency} at once"
+            )
+            rows.append(
+                f"  {label:<34}{cpu:6.1f} µs CPU per request ({cpu - base_cpu:+.1f} µs), "
+                f"median {wall:7.1f} µs wall ({wall - base_wall:+.1f} µs)"
+            )
+    return rows
+
+
+def _pii_rows(run: Any, n: int, tmp: Path) -> list[str]:
+    """pii_redaction on a 2 kB and a 50 kB prompt (a few values to redact in each)."""
+    rows = []
+    for size, count in ((2_000, n // 4), (50_000, max(200, n // 50))):
+        request = {**REQUEST, "messages": [{"role": "user", "content": prompt(size)}]}
+        _, bare = run(measure("", count, tmp, request=request))
+        _, with_pii = run(measure(PII, count, tmp, request=request))
+        label = f"pii_redaction, {size // 1000} kB prompt"
+        rows.append(
+            f"  {label:<34}median {with_pii:7.1f} µs per request ({with_pii - bare:+.1f} µs "
+            f"over the same prompt without it)"
+        )
+    return rows
+
+
+def prompt(size: int) -> str:
+    """Support-ticket prose of `size` characters with an email, a phone number and a card
+    number every ~1 kB, as a redaction plugin would see it."""
+    text = (
+        "The customer wrote again about the delayed refund for order 100238 placed on "
+        "2026-11-02; she says the parcel never arrived and the tracking page shows no "
+        "update since Tuesday. Please check with the carrier, confirm the address on file "
+        "and let her know within two working days, as promised in our last reply. "
+    )
+    pii = "Reach her at maria.g@example.com or +1 415-555-0199; card 4111 1111 1111 1111. "
+    out = ""
+    while len(out) < size:
+        out += text + text + text + pii
+    return out[:size]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Small asyncio clients for what wrk does not measure: paced latency on one connection
-(time to first byte and total, streamed or not) and many concurrent streams.
+(time to first byte and total, streamed or not), many concurrent streams, and a burst of
+requests sent at once.
 
 `python -m bench.loadgen latency URL --rate 200 --seconds 5 [--stream]`
 `python -m bench.loadgen streams URL --n 1000`
-Each prints one JSON object on stdout.
+`python -m bench.loadgen burst URL --n 5000 --connections 500`
+Each prints one JSON object on stdout. `--key K` sends `Authorization: Bearer K` (a
+virtual key) instead of the benchmark's client key; `--body FILE` sends FILE's JSON
+instead of the benchmark's chat request (its stream twin adds `stream`).
 """
 
 import argparse
@@ -14,9 +18,13 @@ import time
 import aiohttp
 import msgspec
 
-from bench.payloads import EVENTS, REQUEST, STREAM_REQUEST, encoded
+from bench.payloads import EVENTS, REQUEST, encoded
 
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench-client"}
+
+
+def stream_body(body: dict) -> bytes:
+    return encoded({**body, "stream": True, "stream_options": {"include_usage": True}})
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -26,9 +34,9 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def latency(url: str, rate: float, seconds: float, stream: bool) -> dict:
+async def latency(url: str, rate: float, seconds: float, stream: bool, request: dict) -> dict:
     """One connection, one request every 1/rate s: the time the server adds, not queueing."""
-    body = encoded(STREAM_REQUEST if stream else REQUEST)
+    body = stream_body(request) if stream else encoded(request)
     connector = aiohttp.TCPConnector(limit=1)
     ttfb: list[float] = []
     total: list[float] = []
@@ -70,9 +78,9 @@ async def latency(url: str, rate: float, seconds: float, stream: bool) -> dict:
     }
 
 
-async def streams(url: str, n: int) -> dict:
+async def streams(url: str, n: int, request: dict) -> dict:
     """`n` streams at once; counts errors and events lost (each should carry EVENTS)."""
-    body = encoded(STREAM_REQUEST)
+    body = stream_body(request)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -102,15 +110,53 @@ async def streams(url: str, n: int) -> dict:
     }
 
 
+async def burst(url: str, n: int, connections: int, request: dict) -> dict:
+    """`n` requests sent at once over at most `connections` connections: errors, how long
+    the whole burst took, and each request's time."""
+    body = encoded(request)
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one() -> float:
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=HEADERS) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    return -1.0
+            return (time.perf_counter() - t0) * 1000
+
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+        wall = time.perf_counter() - t0
+    ok = [r for r in results if isinstance(r, float) and r >= 0]
+    return {
+        "requests": n,
+        "errors": n - len(ok),
+        "wall_s": wall,
+        "p50_ms": percentile(ok, 50),
+        "p99_ms": percentile(ok, 99),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["latency", "streams"])
+    parser.add_argument("mode", choices=["latency", "streams", "burst"])
     parser.add_argument("url")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=500)
+    parser.add_argument("--key", help="the Bearer key to send (a virtual key)")
+    parser.add_argument("--body", help="a JSON file: the request to send")
     args = parser.parse_args()
+    if args.key:
+        HEADERS["authorization"] = f"Bearer {args.key}"
+    request = REQUEST
+    if args.body:
+        with open(args.body, "rb") as f:
+            request = msgspec.json.decode(f.read())
     try:
         import uvloop
 
@@ -118,9 +164,11 @@ def main() -> None:
     except ImportError:
         runner = asyncio.run
     if args.mode == "latency":
-        result = runner(latency(args.url, args.rate, args.seconds, args.stream))
+        result = runner(latency(args.url, args.rate, args.seconds, args.stream, request))
+    elif args.mode == "streams":
+        result = runner(streams(args.url, args.n, request))
     else:
-        result = runner(streams(args.url, args.n))
+        result = runner(burst(args.url, args.n, args.connections, request))
     sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
 
 

@@ -6,7 +6,9 @@ Each throughput figure is wrk after a warm-up; CPU per request is the server's p
 tree's utime + stime over the measured run divided by the requests wrk counted.
 
 A scenario is one entry in SCENARIOS; a scenario for a policy plugin is an Interlock
-entry with its plugins.toml text in `plugins`.
+entry with its plugins.toml text in `plugins`, or the names of bench/policy.py's tables
+in `policy` (then a tenant and its virtual key are made with the CLI before the server
+starts, and every client sends that key; bench/stateful.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.payloads import COMPLETION, REQUEST, STREAM_REQUEST, encoded, sse_events
+from bench import policy, stateful
+from bench.payloads import COMPLETION, REQUEST, encoded, sse_events
 from bench.procs import Proc, cores, free_port, pinned
 from bench.report import machine, markdown
 
@@ -49,6 +52,22 @@ class Scenario:
     stream: bool = False  # also measure (f) streaming through it
     latency: bool = False  # also measure added latency at a low, paced rate
     baseline: str = ""  # the reference scenario this one is a ratio of
+    policy: tuple[str, ...] = ()  # bench/policy.py tables (Interlock only); a virtual key
+    request: str = "chat"  # chat | auto (the router chooses) | pii (a 2 kB prompt with PII)
+    store: str = "sqlite"  # sqlite | postgres
+    counters: str = "memory"  # memory | redis
+
+
+def chat_body(sc: Scenario) -> dict:
+    if sc.request == "auto":
+        return policy.AUTO
+    if sc.request == "pii":
+        return policy.pii_request()
+    return REQUEST
+
+
+def stream_body(sc: Scenario) -> dict:
+    return {**chat_body(sc), "stream": True, "stream_options": {"include_usage": True}}
 
 
 # The default profile's client, decided by measurement (see bench/README.md).
@@ -141,6 +160,78 @@ SCENARIOS: list[Scenario] = [
         workers=2,
     ),
 ]
+
+
+def _policy_scenarios() -> list[Scenario]:
+    """(d), (d-redis) and (e): the policy layer on both profiles (bench/policy.py)."""
+    out: list[Scenario] = []
+    clients = {"default": DEFAULT_CLIENT, "fast": ""}
+    bases = {"default": "ref-hc-hxa", "fast": "ref-uv-aiohttp"}
+    profile_name = {"default": "default", "fast": "--fast"}
+    for profile in ("default", "fast"):
+        client, base, name = clients[profile], bases[profile], profile_name[profile]
+        out.append(
+            Scenario(
+                f"d-{profile}",
+                f"(d) policy layer, {name} (SQLite, memory counters)",
+                "interlock",
+                profile,
+                client,
+                policy=policy.D,
+                request="auto",
+                stream=True,
+                latency=True,
+                baseline=base,
+            )
+        )
+        out.append(
+            Scenario(
+                f"d-redis-{profile}",
+                f"(d-redis) policy layer, {name} (PostgreSQL, Redis)",
+                "interlock",
+                profile,
+                client,
+                policy=policy.D,
+                request="auto",
+                latency=True,
+                baseline=base,
+                store="postgres",
+                counters="redis",
+            )
+        )
+        out.append(
+            Scenario(
+                f"d-redis-{profile}-2w",
+                f"(d-redis) {name}, --workers 2 (both cores, unpinned)",
+                "interlock",
+                profile,
+                client,
+                workers=2,
+                policy=policy.D,
+                request="auto",
+                store="postgres",
+                counters="redis",
+            )
+        )
+        out.append(
+            Scenario(
+                f"e-{profile}",
+                f"(e) (d) + pii_redaction, 2 kB prompt with PII, {name}",
+                "interlock",
+                profile,
+                client,
+                policy=policy.E,
+                request="pii",
+                latency=True,
+            )
+        )
+    return out
+
+
+SCENARIOS += _policy_scenarios()
+# The scenarios whose server takes 1,000 concurrent streams (and, for (d), a burst).
+STREAMED = ("c-default", "c-fast", "d-default", "d-fast")
+BURST = ("d-fast",)
 LITELLM = Scenario("g", "(g) LiteLLM proxy, 1 worker, no database", "litellm", latency=True)
 
 
@@ -154,6 +245,20 @@ class Env:
     args: argparse.Namespace
     results: dict[str, dict] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
+    key: str = "sk-bench-client"  # what clients send: a virtual key for policy scenarios
+    redis: stateful.Redis | None = None  # started on first use
+    pg: stateful.Postgres | None = None  # created on first use
+    starts: int = 0  # servers started (each policy start gets a tenant of its own)
+
+    def counters_url(self) -> str:
+        if self.redis is None:
+            self.redis = stateful.Redis(self.tmp, self.load_core)
+        return self.redis.url
+
+    def postgres_url(self) -> str:
+        if self.pg is None:
+            self.pg = stateful.Postgres(self.args.pg)
+        return self.pg.url
 
 
 # -- tools ----------------------------------------------------------------------------------
@@ -223,23 +328,32 @@ def start_upstream(env: Env) -> None:
 
 
 # -- servers under test -------------------------------------------------------------------
+def sqlite_path(env: Env, sc: Scenario) -> Path:
+    return env.tmp / f"interlock-{sc.key}.db"
+
+
 def interlock_toml(env: Env, sc: Scenario, upstream_port: int) -> Path:
     client = f'client = "{sc.client}"\n' if sc.client else ""
     profile = f'profile = "{sc.server}"\n'
+    store = env.postgres_url() if sc.store == "postgres" else f"sqlite:///{sqlite_path(env, sc)}"
+    counters = env.counters_url() if sc.counters == "redis" else "memory://"
     text = f"""
 [server]
 {profile}{client}workers = {sc.workers}
 
 [store]
-url = "sqlite:///{env.tmp}/interlock-{sc.key}.db"
+url = "{store}"
+
+[counters]
+url = "{counters}"
 
 [[providers]]
 name = "up"
 kind = "openai"
 base_url = "http://127.0.0.1:{upstream_port}/v1"
 api_key = "sk-bench-upstream"
-models = ["gpt-4o-mini"]
-{sc.plugins.format(bench=ROOT / "bench")}
+models = {list(policy.MODELS)!r}
+{sc.plugins.format(bench=ROOT / "bench")}{policy.tables(sc.policy) if sc.policy else ""}
 """
     path = env.tmp / f"plugins-{sc.key}-{upstream_port}.toml"
     path.write_text(text)
@@ -248,6 +362,7 @@ models = ["gpt-4o-mini"]
 
 def start_server(env: Env, sc: Scenario, upstream_port: int) -> tuple[Proc | None, int]:
     """Start the server of a scenario; returns (process, port). The upstream has none."""
+    env.key = "sk-bench-client"  # what every server but a policy scenario's accepts
     if sc.kind == "upstream":
         return None, upstream_port
     port = free_port()
@@ -301,6 +416,11 @@ def start_server(env: Env, sc: Scenario, upstream_port: int) -> tuple[Proc | Non
         proc = Proc(sc.key, pinned(cmd, core), log, env=cpython, cwd=str(ROOT))
     elif sc.kind == "interlock":
         toml = interlock_toml(env, sc, upstream_port)
+        if "tenant_auth" in sc.policy:
+            env.starts += 1
+            env.key = stateful.virtual_key(
+                toml, f"bench{env.starts}", policy.RPM, policy.TPM, policy.BUDGET_USD, env.tmp
+            )
         cmd = [PY, "-m", "interlock.core.cli", "serve", "--config", str(toml), "--port", str(port)]
         proc = Proc(sc.key, pinned(cmd, core), log, env=cpython, cwd=str(env.tmp))
     elif sc.kind == "litellm":
@@ -349,13 +469,13 @@ _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(env: Env, url: str, body: bytes, seconds: float, connections: int) -> dict:
-    script = env.tmp / f"post-{len(body)}.lua"
+    script = env.tmp / f"post-{len(body)}-{env.key[-8:]}.lua"
     escaped = body.decode().replace("\\", "\\\\").replace('"', '\\"')
     script.write_text(
         'wrk.method = "POST"\n'
         f'wrk.body = "{escaped}"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        'wrk.headers["Authorization"] = "Bearer sk-bench-client"\n'
+        f'wrk.headers["Authorization"] = "Bearer {env.key}"\n'
     )
     cmd = pinned(
         [
@@ -387,25 +507,34 @@ def wrk(env: Env, url: str, body: bytes, seconds: float, connections: int) -> di
     }
 
 
-def throughput(env: Env, proc: Proc | None, port: int, body: bytes) -> dict:
+def throughput(env: Env, proc: Proc | None, port: int, body: bytes, redis: bool = False) -> dict:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     wrk(env, url, body, env.args.warmup, env.args.connections)
     before = proc.cpu_seconds() if proc else 0.0
+    commands = env.redis.commands() if redis and env.redis else None
     result = wrk(env, url, body, env.args.duration, env.args.connections)
     if proc:
         used = proc.cpu_seconds() - before
         result["cpu_us_per_req"] = used / max(1, result["requests"]) * 1e6
         result["rss_mb"] = proc.rss_mb()
+    if commands is not None and env.redis is not None:
+        # Requests wrk counted; the last settles may land just after: a slight overcount.
+        result["redis"] = stateful.per_request(commands, env.redis.commands(), result["requests"])
     return result
 
 
-def loadgen(env: Env, *args: str) -> dict:
-    cmd = pinned([PY, "-m", "bench.loadgen", *args], env.load_core)
+def loadgen(env: Env, *args: str, body: dict | None = None) -> dict:
+    extra = ["--key", env.key]
+    if body is not None and body is not REQUEST:
+        path = env.tmp / f"body-{abs(hash(encoded(body)))}.json"
+        path.write_bytes(encoded(body))
+        extra += ["--body", str(path)]
+    cmd = pinned([PY, "-m", "bench.loadgen", *args, *extra], env.load_core)
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT), check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def paced(env: Env, port: int, stream: bool) -> dict:
+def paced(env: Env, port: int, stream: bool, body: dict = REQUEST) -> dict:
     args = [
         "latency",
         f"http://127.0.0.1:{port}/v1/chat/completions",
@@ -414,7 +543,7 @@ def paced(env: Env, port: int, stream: bool) -> dict:
         "--seconds",
         str(env.args.latency_seconds),
     ]
-    return loadgen(env, *args, *(["--stream"] if stream else []))
+    return loadgen(env, *args, *(["--stream"] if stream else []), body=body)
 
 
 def run_scenario(env: Env, sc: Scenario) -> dict:
@@ -424,25 +553,48 @@ def run_scenario(env: Env, sc: Scenario) -> dict:
     try:
         if proc:
             result["idle_rss_mb"] = proc.rss_mb()
-        result["chat"] = throughput(env, proc, port, encoded(REQUEST))
+        redis = sc.counters == "redis"
+        result["chat"] = throughput(env, proc, port, encoded(chat_body(sc)), redis)
         if sc.latency:
-            result["latency"] = paced(env, port, stream=False)
+            result["latency"] = paced(env, port, stream=False, body=chat_body(sc))
     finally:
         if proc:
             proc.stop()
     if sc.stream:
         proc, port = start_server(env, sc, env.sse_port)
         try:
-            result["stream"] = throughput(env, proc, port, encoded(STREAM_REQUEST))
-            result["stream_latency"] = paced(env, port, stream=True)
+            result["stream"] = throughput(env, proc, port, encoded(stream_body(sc)))
+            result["stream_latency"] = paced(env, port, stream=True, body=chat_body(sc))
         finally:
             if proc:
                 proc.stop()
     return result
 
 
+class _Peak:
+    """The highest RSS of a process, sampled every 50 ms on a thread until stopped."""
+
+    def __init__(self, proc: Proc) -> None:
+        self.proc = proc
+        self.mb = proc.rss_mb()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.mb = max(self.mb, self.proc.rss_mb())
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return self.mb
+
+
 def concurrent_streams(env: Env, sc: Scenario) -> dict:
-    """(f') n concurrent streams through Interlock against a slow-streaming upstream."""
+    """(f') n concurrent streams through Interlock against a slow-streaming upstream; with
+    the policy layer, then also: every stream's audit record and ledger row are in the
+    store, and the budget counters hold exactly the ledger's spend (all settled)."""
     port = free_port()
     cmd = [
         PY,
@@ -458,29 +610,59 @@ def concurrent_streams(env: Env, sc: Scenario) -> dict:
     )
     env.procs.append(upstream)
     upstream.wait_port(port)
+    db = sqlite_path(env, sc)
+    db.unlink(missing_ok=True)
     proc, gw = start_server(env, sc, port)
+    assert proc is not None
+    probes = "budget" in sc.policy and sc.store == "sqlite"
+    try:
+        before = proc.rss_mb()
+        if probes:
+            _, remaining_before = stateful.budget_probe(gw, env.key, encoded(chat_body(sc)))
+        peak = _Peak(proc)
+        url = f"http://127.0.0.1:{gw}/v1/chat/completions"
+        result = loadgen(env, "streams", url, "--n", str(env.args.streams), body=chat_body(sc))
+        result["rss_peak_mb"] = peak.stop()
+        if probes:
+            last, remaining_after = stateful.budget_probe(gw, env.key, encoded(chat_body(sc)))
+        time.sleep(1.0)  # let the server release connections before reading RSS "after"
+        result.update(rss_before_mb=before, rss_after_mb=proc.rss_mb())
+    finally:
+        proc.stop()  # a graceful stop: the writers commit what is queued
+        upstream.stop()
+    if probes:
+        held = stateful.records(db)
+        # The probes' reservations cancel out: the counters moved by the settled spend of
+        # the first probe and the streams, which is the ledger less the last probe.
+        spent = held["ledger_usd"] - stateful.ledger_cost(db, last)
+        result["store"] = held
+        result["unsettled_usd"] = (remaining_before - remaining_after) - spent
+    return result
+
+
+def burst(env: Env, sc: Scenario, n: int) -> dict:
+    """n requests at once through the policy layer: errors, peak RSS, how many audit
+    records are committed when the last answer arrives, and how long the ledger's
+    group commit takes to hold every row."""
+    db = sqlite_path(env, sc)
+    db.unlink(missing_ok=True)
+    proc, port = start_server(env, sc, env.json_port)
     assert proc is not None
     try:
         before = proc.rss_mb()
-        peak = [before]
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.wait(0.05):
-                peak[0] = max(peak[0], proc.rss_mb())
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        url = f"http://127.0.0.1:{gw}/v1/chat/completions"
-        result = loadgen(env, "streams", url, "--n", str(env.args.streams))
-        done.set()
-        sampler.join()
-        time.sleep(1.0)  # let the server release connections before reading RSS "after"
-        result.update(rss_before_mb=before, rss_peak_mb=peak[0], rss_after_mb=proc.rss_mb())
-        return result
+        peak = _Peak(proc)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        result = loadgen(
+            env, "burst", url, "--n", str(n), "--connections", "1000", body=chat_body(sc)
+        )
+        result["rss_peak_mb"] = peak.stop()
+        result["at_last_answer"] = stateful.records(db)
+        result["store"], result["drained_s"] = stateful.wait_for(db, n, n)
+        result["rss_before_mb"] = before
+        result["rss_after_mb"] = proc.rss_mb()
     finally:
         proc.stop()
-        upstream.stop()
+    return result
 
 
 def soak(env: Env, sc: Scenario, seconds: float) -> dict:
@@ -489,16 +671,25 @@ def soak(env: Env, sc: Scenario, seconds: float) -> dict:
     assert proc is not None
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     samples = [proc.rss_mb()]
+    requests = errors = 0
     try:
         left = seconds
         while left > 0:
             step = min(30.0, left)
-            wrk(env, url, encoded(REQUEST), step, env.args.connections)
+            run = wrk(env, url, encoded(chat_body(sc)), step, env.args.connections)
+            requests += run["requests"]
+            errors += run["errors"]
             samples.append(proc.rss_mb())
             left -= step
     finally:
         proc.stop()
-    return {"seconds": seconds, "rss_mb": samples, "growth_mb": samples[-1] - samples[1]}
+    return {
+        "seconds": seconds,
+        "requests": requests,
+        "errors": errors,
+        "rss_mb": [round(s, 1) for s in samples],
+        "growth_mb": samples[-1] - samples[1],
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -514,6 +705,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--litellm", action="store_true", help="(g): LiteLLM in a throwaway venv")
     p.add_argument("--litellm-venv", default="/tmp/interlock-bench-litellm")
     p.add_argument("--soak", type=float, default=0, help="seconds of soak on --fast (600: 10 min)")
+    p.add_argument("--soak-scenario", default="d-fast", help="the scenario the soak runs")
+    p.add_argument("--burst", type=int, default=5000, help="requests at once through (d) (0: skip)")
+    p.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL server (admin URL) where (d-redis) gets a database of its own",
+    )
     p.add_argument("--out", default=str(RESULTS), help="where latest.json / latest.md go")
     return p.parse_args(argv)
 
@@ -569,16 +767,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.streams:
             data["concurrent_streams"] = {}
             for sc in scenarios:
-                if sc.key in ("c-fast", "c-default"):
+                if sc.key in STREAMED:
                     print(f"  {args.streams} concurrent streams through {sc.key} ...", flush=True)
                     data["concurrent_streams"][sc.key] = concurrent_streams(env, sc)
+        if args.burst:
+            data["burst"] = {}
+            for sc in scenarios:
+                if sc.key in BURST:
+                    print(f"  a burst of {args.burst} requests through {sc.key} ...", flush=True)
+                    data["burst"][sc.key] = burst(env, sc, args.burst)
         if args.soak:
-            fast = next(s for s in SCENARIOS if s.key == "c-fast")
-            print(f"  soak {args.soak:.0f} s ...", flush=True)
-            data["soak"] = soak(env, fast, args.soak)
+            which = next(s for s in SCENARIOS if s.key == args.soak_scenario)
+            print(f"  soak {args.soak:.0f} s through {which.key} ...", flush=True)
+            data["soak"] = soak(env, which, args.soak)
+            data["soak"]["scenario"] = which.key
     finally:
         for proc in reversed(env.procs):
             proc.stop()
+        if env.redis is not None:
+            env.redis.stop()
+        if env.pg is not None:
+            env.pg.drop()
     data["notes"] = notes
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ store gives back exactly what was hashed and `verify` can recompute it.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -85,8 +86,26 @@ _decode = msgspec.json.decode
 
 
 def iso(t: float) -> str:
-    """UTC with microseconds and a Z, fixed width, so text order is time order."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC with microseconds and a Z, fixed width, so text order is time order.
+
+    Every record needs one, and strftime costs several µs: the text up to the second is
+    kept for the second it names (requests arrive in the same second), the microseconds
+    rounded as datetime.fromtimestamp rounds them."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    second = int(whole)
+    if frac < 0 or us >= 1_000_000:  # before 1970, or a fraction that rounds up
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    cached = _SECOND
+    if cached[0] != second:
+        cached = _SECOND[:] = [
+            second,
+            datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        ]
+    return f"{cached[1]}.{us:06d}Z"
+
+
+_SECOND: list[Any] = [None, ""]  # [the Unix second, its text]: the last one formatted
 
 
 def parse_time(value: str) -> str:

@@ -179,8 +179,14 @@ class LedgerWriter:
                     continue
                 pause = self._retry_s
                 del self._rows[: len(batch)]
-            self._idle.set()
-            self._hurry.clear()
+                if len(self._rows) < self._max_batch and not self._hurry.is_set():
+                    # Rows that came during the commit linger for more, like the first
+                    # did: under steady load, commits back to back would carry a few
+                    # rows each (add() set _wake for them).
+                    break
+            if not self._rows:
+                self._idle.set()
+                self._hurry.clear()
 
 
 def _reason(exc: Exception) -> str:

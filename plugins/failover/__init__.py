@@ -82,6 +82,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     min_requests: int = 10
     window_s: float = 60.0
     cooldown_s: float = 30.0
+    # On Redis: a circuit read less than this long ago is not read again (0: every
+    # request reads every candidate's circuit, one round trip each).
+    circuit_cache_s: float = 1.0
     master_key: str | None = None  # "env:NAME": enables GET /admin/circuits
 
 
@@ -120,7 +123,13 @@ class Failover(Plugin):
             window_s=config.window_s,
             cooldown_s=config.cooldown_s,
         )
-        self.circuits = Circuits(services.counters, policy, services.logger)
+        shared = not services.counters.url.startswith("memory://")
+        self.circuits = Circuits(
+            services.counters,
+            policy,
+            services.logger,
+            cache_s=config.circuit_cache_s if shared else 0.0,
+        )
         self.master_key = _master_key(config.master_key)
         # Replaceable in tests: the wait between retries and the jitter's draw.
         self.sleep = asyncio.sleep
@@ -306,7 +315,7 @@ class Failover(Plugin):
         now = self.circuits.clock()
         out: list[dict[str, Any]] = []
         for name, model in sorted(keys):
-            circuit = await self.circuits.get(name, model)
+            circuit = await self.circuits.get(name, model, fresh=True)
             state = view(circuit, now)
             out.append(
                 {
@@ -334,6 +343,7 @@ def _validate(s: Settings) -> None:
         "min_requests": s.min_requests >= 1,
         "window_s": s.window_s > 0,
         "cooldown_s": s.cooldown_s > 0,
+        "circuit_cache_s": 0 <= s.circuit_cache_s <= 60,
     }
     for key, ok in checks.items():
         if not ok:

@@ -7,6 +7,14 @@ circuit's single probe is `claim`ed under `circuit-probe:PROVIDER/MODEL:UNTIL` (
 per cool-down, so the next cool-down gets its own probe); the claim expires after the
 cool-down, so a probe that never reports back does not keep the circuit shut forever.
 
+On Redis a read is a round trip, and every request reads each candidate's circuit: with
+`cache_s` > 0 a circuit read in the last `cache_s` seconds is answered from this
+process's copy (a healthy one most of the time), so a busy gateway reads each circuit
+about once per `cache_s`, not once per request. What this process learns itself is
+always read fresh and written through to the copy; a circuit another replica opened or
+closed is seen here at most `cache_s` late. On `memory://` there is no copy (a read
+costs nothing).
+
 Updates are fetch-then-put: on `memory://` nothing runs in between (no await
 suspends), on Redis two replicas may interleave and lose one count, which only delays
 an opening by a request. Transitions are logged (`circuit_opened`, `circuit_half_open`,
@@ -16,6 +24,7 @@ request passes, nothing is learned) and a warning is logged, at most once a minu
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +40,7 @@ __all__ = ["Circuits"]
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Circuit).decode
 _WARN_EVERY_S = 60.0
+_MAX_COPIES = 10_000
 
 
 class Circuits:
@@ -40,6 +50,9 @@ class Circuits:
         policy: Policy,
         logger: Any,
         clock: Callable[[], float] = time.time,
+        *,
+        cache_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.counters = counters
         self.policy = policy
@@ -47,30 +60,46 @@ class Circuits:
         # Wall-clock seconds: replicas sharing Redis compare each other's `until`.
         self.clock = clock
         self._warned = float("-inf")
+        self.cache_s = cache_s
+        self._monotonic = monotonic
+        self._copies: dict[str, tuple[Circuit, float]] = {}  # key -> (circuit, read at)
 
     @staticmethod
     def key(provider: str, model: str) -> str:
         return f"circuit:{provider}/{model}"
 
-    async def get(self, provider: str, model: str) -> Circuit:
+    async def get(self, provider: str, model: str, *, fresh: bool = False) -> Circuit:
+        """The circuit's state; within `cache_s` of the last read, that read's answer
+        (unless `fresh`)."""
+        key = self.key(provider, model)
+        if self.cache_s and not fresh:
+            copy = self._copies.get(key)
+            if copy is not None and self._monotonic() - copy[1] < self.cache_s:
+                return copy[0]
         try:
-            raw = await self.counters.fetch(self.key(provider, model))
+            raw = await self.counters.fetch(key)
         except CounterError as exc:
             self._unavailable(exc)
             return CLOSED
-        if raw is None:
-            return CLOSED
-        try:
-            return _decode(raw)
-        except msgspec.MsgspecError:
-            return CLOSED
+        circuit = CLOSED
+        if raw is not None:
+            with contextlib.suppress(msgspec.MsgspecError):  # unreadable: treated as healthy
+                circuit = _decode(raw)
+        self._remember(key, circuit)
+        return circuit
+
+    def _remember(self, key: str, circuit: Circuit) -> None:
+        if self.cache_s:
+            if len(self._copies) >= _MAX_COPIES:
+                self._copies.clear()  # bounded; circuits are read again as needed
+            self._copies[key] = (circuit, self._monotonic())
 
     async def learn(self, provider: str, model: str, ok: bool, known: Circuit | None) -> Circuit:
         """Fold one outcome into the circuit. `known` is the state read for this request
         moments ago: a success on a circuit that was clean then costs no round trip."""
         if ok and known is not None and known.clean:
             return known
-        before = await self.get(provider, model)
+        before = await self.get(provider, model, fresh=True)
         now = self.clock()
         after = record(before, ok, now, self.policy)
         if after == before:
@@ -85,6 +114,7 @@ class Circuits:
 
     async def _store(self, provider: str, model: str, circuit: Circuit, now: float) -> None:
         key = self.key(provider, model)
+        self._remember(key, circuit)
         if circuit == CLOSED:
             await self.counters.delete(key)
             return

@@ -273,3 +273,19 @@ async def test_bad_settings_stop_start_up(tmp_path: Path, key: str) -> None:
             await app.state.gateway.open()
         finally:
             await app.state.gateway.close()
+
+
+@pytest.mark.parametrize(
+    "t",
+    [0.0, 1.0, 1.9999999, 1732000000.9999996, 1732000000.0000004, 1732000000.5, -1.5]
+    + [1732000000 + i * 0.1234567 for i in range(50)],
+)
+def test_record_times_are_formatted_as_datetime_formats_them(t: float) -> None:
+    """iso() keeps the text of the last second it formatted; every value still reads as
+    datetime's own formatting would (the chain hashes the text)."""
+    from datetime import UTC, datetime
+
+    from interlock.plugins.audit.record import iso
+
+    assert iso(t) == datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert iso(t + 1.0) == datetime.fromtimestamp(t + 1.0, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -276,3 +276,47 @@ async def test_a_configuration_mistake_is_one_clear_line(
         finally:
             await gateway.close()
     assert message in str(caught.value)
+
+
+class GatedStore:
+    """A real store whose first transaction waits for `release` before it begins."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.begun = 0
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        self.begun += 1
+        self.entered.set()
+        await self.release.wait()
+        async with self.store.transaction() as tx:
+            yield tx
+
+
+async def test_rows_that_arrive_during_a_commit_linger_for_the_next_group(tmp_path: Path) -> None:
+    """Under steady load the writer does not commit back to back, a few rows at a time:
+    what arrived while a commit ran waits out the linger like the first row did."""
+    store = await open_store(f"sqlite:///{tmp_path}/ledger.db")
+    try:
+        await store.migrate("budget", MIGRATIONS)
+        gated = GatedStore(store)
+        writer = LedgerWriter(gated, _spawn, Log(), linger_s=0.001)  # type: ignore[arg-type]
+        writer.add(_row(0))
+        await gated.entered.wait()  # the first group's commit has begun
+        writer._linger_s = 3600.0  # from now on, only a flush ends a linger
+        for i in range(1, 6):
+            writer.add(_row(i))  # while that commit runs
+        gated.release.set()
+        for _ in range(100):  # the writer's turn, many times over (no clock involved)
+            await asyncio.sleep(0)
+        assert gated.begun == 1  # the five rows wait for the linger, not a commit each
+        assert len(await store.fetchall("SELECT id FROM spend_ledger")) == 1
+        await writer.flush()
+        assert gated.begun == 2  # one commit for the five
+        assert len(await store.fetchall("SELECT id FROM spend_ledger")) == 6
+        await writer.close()
+    finally:
+        await store.close()

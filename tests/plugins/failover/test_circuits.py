@@ -120,3 +120,50 @@ async def test_two_gateways_on_redis_share_open_circuits(upstream, tmp_path: Pat
         "secondary/gpt-4o",
         "secondary/gpt-4o",
     ]
+
+
+class CountingCounters(MemoryCounters):
+    """memory:// that counts reads: each would be a round trip on Redis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetches = 0
+
+    async def fetch(self, key: str) -> str | None:
+        self.fetches += 1
+        return await super().fetch(key)
+
+
+async def test_a_circuit_read_is_reused_for_cache_s_and_what_we_learn_is_fresh() -> None:
+    """With `cache_s` a busy gateway reads each circuit about once per `cache_s` (a round
+    trip on Redis), not once per request; another replica's change shows at most that
+    late; a failure is folded into the state as stored, never into an old copy."""
+    counters = CountingCounters()
+    mono = FakeClock()
+    here = Circuits(counters, POLICY, LOG, clock=FakeClock(), cache_s=1.0, monotonic=mono)
+    there = Circuits(counters, POLICY, LOG, clock=FakeClock())  # another replica, no copy
+    for _ in range(5):
+        assert await here.get("p", "m") == CLOSED
+    assert counters.fetches == 1
+    await there.learn("p", "m", False, None)
+    await there.learn("p", "m", False, None)  # the other replica opens the circuit
+    assert not (await here.get("p", "m")).open  # the copy, still within cache_s
+    mono.advance(1.0)
+    assert (await here.get("p", "m")).open  # read again: the other replica's verdict
+    reads = counters.fetches
+    assert (await here.get("p", "m", fresh=True)).open
+    assert counters.fetches == reads + 1  # fresh: always a read
+    # What this replica learns reads the stored state, and its copy follows at once.
+    other = Circuits(counters, POLICY, LOG, clock=FakeClock(), cache_s=1.0, monotonic=mono)
+    assert await other.get("p", "x") == CLOSED  # a copy of a healthy circuit...
+    await there.learn("p", "x", False, None)  # ...one failure stored by the other replica
+    assert (await other.learn("p", "x", False, None)).open  # two failures: open
+    assert (await other.get("p", "x")).open  # the copy is the written state
+
+
+async def test_no_copies_without_cache_s() -> None:
+    counters = CountingCounters()
+    circuits = Circuits(counters, POLICY, LOG, clock=FakeClock())
+    for _ in range(3):
+        await circuits.get("p", "m")
+    assert counters.fetches == 3
