@@ -117,12 +117,14 @@ class SqliteStore:
     async def open(cls, url: str) -> SqliteStore:
         path = url.removeprefix("sqlite://")
         path = path[1:] if path.startswith("/") else path  # sqlite:///rel.db, sqlite:////abs.db
-        db = await aiosqlite.connect(path or ":memory:", isolation_level=None)
+        # The busy timeout from the first statement on: switching to WAL takes a lock, and
+        # two gateways starting on one file at once must wait for each other, not fail.
+        db = await aiosqlite.connect(path or ":memory:", isolation_level=None, timeout=5.0)
         try:
             with _mapped():
+                await db.execute("PRAGMA busy_timeout=5000")
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.execute("PRAGMA synchronous=NORMAL")
-                await db.execute("PRAGMA busy_timeout=5000")
                 await db.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             await db.close()
