@@ -31,14 +31,14 @@ from .errors import GatewayError, openai_error_body
 from .inbound import OpenAIChat, OpenAIEmbeddings
 from .inbound_anthropic import AnthropicMessages
 from .inbound_responses import OpenAIResponses
+from .inbound_responses.routes import ResponsesRoutes
+from .inbound_responses.store import ResponsesStore
 from .lifecycle import Lifecycle
 from .logging import configure_logging, get_logger
 from .pipeline import Pipeline
 from .plugins import HookPlans, find_plugin_classes, make_plugin_manager, make_plugins
 from .pricing import Pricing
 from .providers import BUILTIN_KINDS, Provider
-from .responses_routes import ResponsesRoutes
-from .responses_store import ResponsesStore
 from .services import Services
 from .store import open_store
 
@@ -205,8 +205,9 @@ class Gateway:
 
     async def count_tokens(self, request: Request) -> Response:
         """Anthropic's token counting, as clients built for Claude call it: the exact
-        count from an `anthropic` provider's own endpoint when one serves the model, an
-        estimate otherwise."""
+        count from an `anthropic` provider's own endpoint when one serves the model and no
+        pre_forward plugin (redaction, policy) would have edited the body; an estimate
+        otherwise."""
         ctx = request.scope["interlock.ctx"]
         raw = await read_body(request.receive, ctx.headers, self.max_body)
         messages = AnthropicMessages()
@@ -216,7 +217,9 @@ class Gateway:
         decision = self.pipeline.default_route(model)
         provider = self.providers[decision.candidates[0].provider]
         count_tokens = getattr(provider, "count_tokens", None)
-        if count_tokens is None:
+        if count_tokens is None or self.plans.pre_forward:
+            # With policy plugins on (redaction above all), a body goes upstream only
+            # through pre_forward, which a count does not run: then it is estimated.
             return Response(estimate, media_type="application/json")
         ctx.provider, ctx.model = provider.name, model
         body = await count_tokens(ctx, raw, model)

@@ -1,5 +1,5 @@
-"""`interlock serve | mock-upstream | check-config | version | route --explain | audit`, and
-the commands plugins add (the `interlock.commands` entry-point group).
+"""`interlock serve | mock-upstream | check-config | version | route --explain`, and the
+commands plugins add (the `interlock.commands` entry-point group).
 
 The CLI validates the whole configuration in the parent process first (so a typo is one
 clear line, not a traceback from every worker), then hands over to core/serving.py, which
@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from .config import CONFIG_ENV, DEMO_ENV, Config, ConfigError, load_config
+from .config import CONFIG_ENV, DEMO_ENV, Config, ConfigError, literal_secrets, load_config
 
 __all__ = ["COMMANDS_GROUP", "main"]
 
@@ -100,10 +100,6 @@ def _parser() -> argparse.ArgumentParser:
             ep.load()(sub)
         except Exception as exc:  # one broken plugin must not take `serve` down
             print(f"interlock: commands '{ep.name}' ({ep.value}) skipped: {exc}", file=sys.stderr)
-
-    # The audit plugin's commands (export, verify): its own parser reads the rest.
-    audit = sub.add_parser("audit", help="the audit log: export, verify", add_help=False)
-    audit.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -111,11 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     # In the single binary a worker process starts as this same executable: this runs the
     # worker and exits (outside a frozen build it does nothing).
     multiprocessing.freeze_support()
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["audit"]:  # `--help` and every option after it are the plugin's
-        args = argparse.Namespace(command="audit", rest=argv[1:])
-    else:
-        args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         run = getattr(args, "run", None)
         if run is not None:
@@ -131,10 +123,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "route":
             return _route(args)
-        if args.command == "audit":
-            from interlock.plugins.audit.cli import main as audit_main
-
-            return audit_main(args.rest)
         return _check(args.file)
     except ConfigError as exc:
         print(f"interlock: {exc}", file=sys.stderr)
@@ -163,6 +151,8 @@ def _validate(config: Config) -> Any:
 
 def _check(path: str | None) -> int:
     config = load_config(path)
+    for where in literal_secrets(config):
+        print(f"interlock: warning: {config.source}: {where}: {LITERAL_SECRET}", file=sys.stderr)
     gateway = _validate(config)
     names = ", ".join(gateway.providers) or "none"
     plugins = ", ".join(e.name for e in config.plugins if e.enabled) or "none"
@@ -190,6 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[DEMO_ENV] = "1"  # load_config turns tenant_auth on, here and in workers
     config = load_config()
     _apply_overrides(config, args)
+    _warn_literal_secrets(config)
     # Validate plugins and providers before any worker starts; the workers log what they
     # find (a skipped provider), so this check stays quiet below errors.
     quiet = msgspec.structs.replace(
@@ -263,6 +254,17 @@ def _implements(cls: type[Any], hook: str) -> bool:
         if opts is not None and (opts.get("specname") or value.__name__) == hook:
             return True
     return any(_implements(base, hook) for base in cls.__bases__ if base is not object)
+
+
+LITERAL_SECRET = "a literal secret; write env:NAME and set the variable NAME instead"
+
+
+def _warn_literal_secrets(config: Config) -> None:
+    """One warning line per literal secret in plugins.toml (JSON when the log format is),
+    naming the table and key, never the value."""
+    for where in literal_secrets(config):
+        message = f"{config.source}: {where}: {LITERAL_SECRET}"
+        say(config, "literal_secret", message, level="warning", where=where)
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace) -> None:

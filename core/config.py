@@ -7,6 +7,7 @@ repr never shows the value, so a config dump in a log or a traceback leaks nothi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -31,6 +32,7 @@ __all__ = [
     "StoreConfig",
     "convert_table",
     "default_config",
+    "literal_secrets",
     "load_config",
     "resolve_secret",
 ]
@@ -102,6 +104,9 @@ class ServerConfig(_Table):
     # On SIGTERM/SIGINT, requests in flight get this long to finish; streams still open
     # then end with an error event in the caller's format (core/shutdown.py).
     shutdown_timeout_s: float = 10.0
+    # Addresses or networks ("10.0.0.0/8") of reverse proxies whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed; empty: nobody's (both profiles, core/proxy_headers.py).
+    trusted_proxies: list[str] = []
 
     def upstream_client(self) -> str:
         """`client` when set, else the profile's measured choice (bench/README.md):
@@ -223,6 +228,48 @@ def _explain(message: str, *, source: str, table: str) -> str:
     return f"{source}: {where}: {msg}"
 
 
+_SECRET_NAMES = frozenset({"api_key", "master_key", "secret", "password", "token"})
+
+
+def _looks_secret(key: str, value: Any) -> bool:
+    """A secret-named key holding a literal that could be a credential. A short word in
+    lower case (`api_key = "redact"`: an action, a mode) is a setting, not a secret."""
+    name = key.lower()
+    named = name in _SECRET_NAMES or name.endswith("_key")
+    if not (named and isinstance(value, str) and value) or value.startswith("env:"):
+        return False
+    return _SETTING_WORD.fullmatch(value) is None
+
+
+_SETTING_WORD = re.compile(r"[a-z][a-z_]{0,15}")
+
+
+def literal_secrets(config: Config) -> list[str]:
+    """Where plugins.toml holds a secret as a literal instead of an `env:NAME` reference:
+    `[TABLE] key `KEY``, one per finding, never the value. String values of `api_key`,
+    `master_key`, any `*_key`, `secret`, `password` and `token` count, in provider tables
+    and plugin tables (and the tables and arrays of tables nested in them). A warning,
+    not an error: the value still works."""
+    found: list[str] = []
+    for provider in config.providers:
+        table = f"[providers '{provider.name}']"
+        if _looks_secret("api_key", provider.api_key):
+            found.append(f"{table} key `api_key`")
+        found += [f"{table} key `{k}`" for k, v in provider.options.items() if _looks_secret(k, v)]
+    for plugin in config.plugins:
+        todo: list[tuple[str, dict[str, Any]]] = [(f"plugins.{plugin.name}", plugin.settings)]
+        while todo:
+            name, settings = todo.pop()
+            for key, value in settings.items():
+                if isinstance(value, dict):
+                    todo.append((f"{name}.{key}", value))
+                elif isinstance(value, list):
+                    todo += [(f"{name}.{key}", v) for v in value if isinstance(v, dict)]
+                elif _looks_secret(key, value):
+                    found.append(f"[{name}] key `{key}`")
+    return sorted(set(found))
+
+
 def default_config() -> Config:
     """No file at all: serve every model on the built-in mock so the whole path works."""
     return Config(providers=[ProviderConfig(name="mock", kind="mock", models=["*"])])
@@ -297,6 +344,14 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: str = ".") -> Co
         )
     if server.shutdown_timeout_s < 0:
         raise ConfigError(f"{source}: [server] key `shutdown_timeout_s`: must not be negative")
+    for proxy in server.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{source}: [server] key `trusted_proxies`: {proxy!r} is not an IP address "
+                'or network (for example "127.0.0.1" or "10.0.0.0/8")'
+            ) from None
     return Config(
         source=source,
         server=server,

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from .validate import invalid_request
+
 __all__ = [
     "Attempt",
     "Candidate",
@@ -40,14 +42,17 @@ class ChatHead(msgspec.Struct, omit_defaults=True):
     model: str
     messages: list[msgspec.Raw]
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    # UNSET when the key is absent, None when the client sent null: the OpenAI adapter's
+    # include_usage splice must not add a second key next to a null one.
+    stream_options: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
     # `Raw | None` would accept only null (msgspec cannot put Raw in a union): a Raw field
     # whose default is None keeps "absent" as None and any present value as raw bytes.
     metadata: msgspec.Raw = None  # type: ignore[assignment]
-    # The output cap, for the policy plugins' worst-case reservations: kept raw (any
-    # value the client sent, validated by the provider), read only when a plugin asks.
-    max_tokens: msgspec.Raw = None  # type: ignore[assignment]
-    max_completion_tokens: msgspec.Raw = None  # type: ignore[assignment]
+    # The output cap, for the policy plugins' worst-case reservations (read it with
+    # `RequestContext.output_cap()`): an int where the inbound format validates it
+    # (inbound.ChatRequest), else whatever the client sent, validated by the provider.
+    max_tokens: Any = None
+    max_completion_tokens: Any = None
 
 
 class EmbeddingsHead(msgspec.Struct):
@@ -291,7 +296,10 @@ class RequestContext:
             spliced = _splice_model(self.raw, self.requested_model, extra["model"])
             if spliced is not None:
                 return spliced
-        top = _decode_top(self.raw)
+        try:
+            top = _decode_top(self.raw)
+        except (msgspec.MsgspecError, RecursionError) as exc:
+            raise invalid_request(exc) from None
         if self.overrides:
             top.update(self.overrides)
         if extra:
@@ -305,7 +313,12 @@ class RequestContext:
         that read message text. The pass-through path never calls it.
         """
         if self._payload is None:
-            data: dict[str, Any] = _decode_any(self.raw)
+            # The inbound checks passed, but skipped parts may still hold what Python
+            # objects cannot (a lone surrogate escape, a number out of range): a 400.
+            try:
+                data: dict[str, Any] = _decode_any(self.raw)
+            except (msgspec.MsgspecError, RecursionError) as exc:
+                raise invalid_request(exc) from None
             if self.overrides:
                 data.update(self.overrides)
             self._payload = data
@@ -317,6 +330,19 @@ class RequestContext:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
+
+    def output_cap(self) -> int | None:
+        """The output tokens the request allows (`max_completion_tokens`, else
+        `max_tokens`; Anthropic's `max_tokens`; Responses' `max_output_tokens`), or None
+        when it sets none or sets something that is not a positive integer."""
+        head = self.body
+        for value in (
+            getattr(head, "max_completion_tokens", None),
+            getattr(head, "max_tokens", None),
+        ):
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
 
     # -- message texts, whatever the format -------------------------------------------
     def texts(self) -> list[str]:

@@ -10,13 +10,18 @@ The exception tree::
 
 Rendering lives here and nowhere else, so an error never leaks a key or prompt text
 through an ad-hoc f-string somewhere else: callers pass a message, this module shapes it.
+So does the error policy for upstreams (`upstream_error`): which provider status
+becomes which caller status, what may be retried elsewhere, and what of the provider's
+text may be shown (`scrub`).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 import msgspec
 
@@ -28,8 +33,12 @@ __all__ = [
     "UpstreamUnreachable",
     "anthropic_error_body",
     "anthropic_error_type",
+    "generic_error_text",
     "openai_error_body",
+    "redirect_refused",
     "retry_after_s",
+    "scrub",
+    "upstream_error",
 ]
 
 _encode = msgspec.json.Encoder().encode
@@ -188,3 +197,149 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
     if seconds != seconds or seconds == float("inf"):  # NaN, inf
         return None
     return max(0.0, seconds)
+
+
+# ---------------------------------------------------------------------------------------
+# The error policy for upstreams: how a provider's error becomes the caller's
+# ---------------------------------------------------------------------------------------
+class _Upstream(Protocol):
+    """What the policy needs of a provider: its name, and its secrets to scrub."""
+
+    name: str
+
+    def secrets(self) -> list[str]: ...
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    status: str | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _ErrorDetail | str | None = None
+    message: str | None = None
+
+
+_decode_error = msgspec.json.Decoder(_ErrorBody).decode
+
+
+def generic_error_text(body: bytes) -> tuple[str, str | None]:
+    """OpenAI `{"error": {...}}`, Anthropic `{"type":"error","error":{...}}`, Gemini
+    `{"error": {"message","status"}}` and bare `{"message"}` all fit this reading."""
+    try:
+        parsed = _decode_error(body)
+    except msgspec.DecodeError:
+        return "", None
+    if isinstance(parsed.error, _ErrorDetail):
+        return parsed.error.message or "", parsed.error.type or parsed.error.status
+    if isinstance(parsed.error, str):
+        return parsed.error, None
+    return parsed.message or "", None
+
+
+_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|AIza[0-9A-Za-z_\-]{10,}|[A-Za-z0-9_\-]{32,})")
+
+
+def scrub(message: str, secrets: list[str]) -> str:
+    """Remove keys (ours and anything key-shaped) from an upstream's error message."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "[redacted]")
+    message = _KEYLIKE.sub("[redacted]", message)
+    return message[:1000]
+
+
+def redirect_refused(provider: _Upstream, status: int, path: str) -> UpstreamError:
+    """A 3xx: never followed (it would send the key and the prompt to another address).
+    Retryable, like a refused key: the operator's problem, another candidate may work."""
+    return UpstreamError(
+        502,
+        "upstream_error",
+        f"provider '{provider.name}' answered HTTP {status} (a redirect) for POST "
+        f"{scrub(path, provider.secrets())}; the gateway never follows redirects: "
+        "check its base_url",
+        retryable=True,
+        upstream_status=status,
+    )
+
+
+def upstream_error(
+    provider: _Upstream,
+    status: int,
+    headers: Mapping[str, str],
+    message: str,
+    type_: str | None,
+    *,
+    path: str | None = None,
+) -> UpstreamError:
+    """An upstream's error status as the caller should see it, and whether to fail over.
+
+    429 stays 429 (Retry-After kept); 401/403 mean *our* key was refused, which is the
+    operator's problem, so the caller gets a 502 without the upstream's text (it may echo
+    part of the key); 408 and timeouts are 504; 503/529 overloaded are 503; other 5xx
+    are 502. Client errors (400, 404, 422) keep their status and are not retried; a 404
+    names the URL `path` that failed (never its query string, never the key), since a
+    wrong base_url is the usual cause.
+    """
+    name = provider.name
+    text = scrub(message, provider.secrets()) or f"HTTP {status}"
+    if status == 429:
+        retry = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
+        return UpstreamError(
+            429,
+            "rate_limit_error",
+            f"provider '{name}' rate limit: {text}",
+            retryable=True,
+            upstream_status=status,
+            headers=retry,
+        )
+    if status in (401, 403):
+        return UpstreamError(
+            502,
+            "upstream_auth_error",
+            f"provider '{name}' refused the gateway's credentials (HTTP {status})",
+            retryable=True,
+            upstream_status=status,
+        )
+    if status == 408:
+        return UpstreamError(
+            504,
+            "upstream_timeout",
+            f"provider '{name}' timed out: {text}",
+            retryable=True,
+            upstream_status=status,
+        )
+    if status in (503, 529):
+        return UpstreamError(
+            503,
+            "overloaded_error",
+            f"provider '{name}' is overloaded: {text}",
+            retryable=True,
+            upstream_status=status,
+        )
+    if status >= 500:
+        return UpstreamError(
+            502,
+            "upstream_error",
+            f"provider '{name}' failed (HTTP {status}): {text}",
+            retryable=True,
+            upstream_status=status,
+        )
+    if status == 404:
+        said = scrub(message, provider.secrets())
+        where = f" for POST {scrub(path, provider.secrets())}" if path else ""
+        return UpstreamError(
+            404,
+            "model_not_found" if "model" in said.lower() else "not_found_error",
+            f"provider '{name}' answered HTTP 404{where}" + (f": {said}" if said else ""),
+            retryable=False,
+            upstream_status=status,
+        )
+    return UpstreamError(
+        status if 400 <= status < 500 else 502,
+        type_ or "invalid_request_error",
+        f"provider '{name}': {text}",
+        retryable=False,
+        upstream_status=status,
+    )

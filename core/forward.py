@@ -10,6 +10,8 @@ sits underneath is a measured choice (bench/), not a design decision:
 
 Every library error is mapped here to `UpstreamTimeout` or `UpstreamUnreachable`, so no
 caller catches an httpx or aiohttp exception and no traceback carries request headers.
+No client ever follows a redirect: a 3xx is returned as it is (the adapter refuses it),
+so a provider's key and the prompt never go to an address that is not in plugins.toml.
 This module must never log: the headers it sends carry provider keys.
 """
 
@@ -139,7 +141,14 @@ class HttpxClient:
             write=settings.read_timeout,
             pool=settings.connect_timeout,
         )
-        kwargs: dict[str, Any] = {"limits": limits, "timeout": timeout, "trust_env": False}
+        # follow_redirects=False (httpx's default, said out loud): a redirect would re-send
+        # the body and the provider's key to wherever the Location points.
+        kwargs: dict[str, Any] = {
+            "limits": limits,
+            "timeout": timeout,
+            "trust_env": False,
+            "follow_redirects": False,
+        }
         if transport == "aiohttp":
             from httpx_aiohttp import AiohttpTransport  # the `fast` extra
 
@@ -259,7 +268,10 @@ class AiohttpClient:
     ) -> UpstreamResponse:
         session = self._session or self._open()
         try:
-            resp = await session.request(method, url, headers=headers, data=body)
+            # aiohttp follows redirects unless told not to, re-sending the key elsewhere.
+            resp = await session.request(
+                method, url, headers=headers, data=body, allow_redirects=False
+            )
         except Exception as exc:
             raise _map_aiohttp(exc, self.name) from None
         wrapped = _AiohttpResponse(resp, self.name)

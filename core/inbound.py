@@ -1,8 +1,9 @@
 """The wire formats callers speak to the gateway, each turned into the canonical one.
 
 An `Inbound` decodes a request body once (msgspec, typed, unknown fields kept as bytes),
-and renders canonical answers, streams and errors back in the caller's own shape. The
-OpenAI formats are the canonical ones, so their rendering is the identity.
+after the byte-level checks of `validate` (UTF-8, nesting depth), and renders canonical
+answers, streams and errors back in the caller's own shape. The OpenAI formats are the
+canonical ones, so their rendering is the identity.
 """
 
 from __future__ import annotations
@@ -15,8 +16,26 @@ import msgspec
 from .context import ChatHead, EmbeddingsHead, Endpoint, Inbound, RequestContext
 from .errors import GatewayError, openai_error_body
 from .sse import format_event
+from .validate import (
+    Dimensions,
+    MaxTokens,
+    N,
+    Probability,
+    Temperature,
+    check_body,
+    check_model,
+    invalid_request,
+)
 
-__all__ = ["Decoded", "InboundFormat", "OpenAIChat", "OpenAIEmbeddings", "invalid_request"]
+__all__ = [
+    "ChatRequest",
+    "Decoded",
+    "EmbeddingsRequest",
+    "InboundFormat",
+    "OpenAIChat",
+    "OpenAIEmbeddings",
+    "invalid_request",
+]
 
 
 class Decoded(msgspec.Struct):
@@ -44,22 +63,20 @@ class InboundFormat(Protocol):
     def stream_error(self, err: GatewayError) -> bytes: ...
 
 
-def invalid_request(exc: msgspec.MsgspecError) -> GatewayError:
-    """A msgspec decode error as a 400 that names the field."""
-    text = str(exc)
-    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
-        return GatewayError(400, "invalid_request_error", f"request body is not valid JSON: {text}")
-    param = None
-    if "`" in text:
-        param = text.split("`")[1] if "field `" in text else None
-    if " - at `$." in text:
-        message, path = text.split(" - at `$.", 1)
-        path = path.rstrip("`")
-        param = path
-        text = f"invalid field `{path}`: {message}"
-    elif text.startswith("Object missing required field"):
-        text = "missing required field " + text.split("field ", 1)[1]
-    return GatewayError(400, "invalid_request_error", text, param=param)
+class ChatRequest(ChatHead):
+    """`ChatHead` with the numeric fields the gateway reads (and translates for other
+    wire formats), each in its sane range (core/validate.py), so a 5,000-digit
+    `max_tokens` is a 400 naming the field instead of a request sent on."""
+
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
+    n: N | None = None
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
+
+
+class EmbeddingsRequest(EmbeddingsHead):
+    dimensions: Dimensions | None = None
 
 
 _SSE_HEADERS = [
@@ -76,13 +93,15 @@ class OpenAIChat:
     endpoint: Endpoint = "chat"
     stream_headers = _SSE_HEADERS
 
-    _decode = msgspec.json.Decoder(ChatHead).decode
+    _decode = msgspec.json.Decoder(ChatRequest).decode
 
     def decode(self, raw: bytes, headers: dict[str, str]) -> Decoded:
+        check_body(raw)
         try:
             head = self._decode(raw)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:
             raise invalid_request(exc) from None
+        check_model(head.model)
         if not head.messages:
             raise GatewayError(
                 400, "invalid_request_error", "`messages` must not be empty", param="messages"
@@ -110,13 +129,15 @@ class OpenAIEmbeddings(OpenAIChat):
     """`POST /v1/embeddings`."""
 
     endpoint: Endpoint = "embeddings"
-    _decode_embeddings = msgspec.json.Decoder(EmbeddingsHead).decode
+    _decode_embeddings = msgspec.json.Decoder(EmbeddingsRequest).decode
 
     def decode(self, raw: bytes, headers: dict[str, str]) -> Decoded:
+        check_body(raw)
         try:
             head = self._decode_embeddings(raw)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:
             raise invalid_request(exc) from None
+        check_model(head.model)
         return Decoded(head, raw)
 
 

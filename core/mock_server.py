@@ -16,7 +16,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .providers.mock import MockOptions, mock_chunks, mock_completion, mock_embeddings
+from .errors import GatewayError
+from .providers.mock import (
+    MockOptions,
+    mock_call,
+    mock_chunks,
+    mock_completion,
+    mock_embeddings,
+)
 
 __all__ = ["create_mock_app"]
 
@@ -42,11 +49,16 @@ def create_mock_app(options: MockOptions | None = None) -> Starlette:
         messages, model = body.get("messages"), body.get("model")
         if not isinstance(messages, list) or not isinstance(model, str):
             return _bad("`model` and `messages` are required")
+        try:
+            call = mock_call(body)
+        except GatewayError as err:
+            return _bad(err.message)
         if opts.latency_ms:
             await asyncio.sleep(opts.latency_ms / 1000)
         if body.get("stream"):
-            include = bool((body.get("stream_options") or {}).get("include_usage"))
-            events, _ = mock_chunks(model, messages, opts, include)
+            options = body.get("stream_options")
+            include = isinstance(options, dict) and bool(options.get("include_usage"))
+            events, _ = mock_chunks(model, messages, opts, include, call)
 
             async def paced() -> AsyncIterator[bytes]:
                 for i, event in enumerate(events):
@@ -55,7 +67,7 @@ def create_mock_app(options: MockOptions | None = None) -> Starlette:
                     yield event
 
             return StreamingResponse(paced(), media_type="text/event-stream")
-        doc, _ = mock_completion(model, messages, opts)
+        doc, _ = mock_completion(model, messages, opts, call)
         return Response(_encode(doc), media_type="application/json")
 
     async def embeddings(request: Request) -> Response:

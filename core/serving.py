@@ -137,7 +137,7 @@ def _run_hypercorn(spec: WorkerSpec, sock: socket.socket) -> None:
     from hypercorn.config import Sockets
     from hypercorn.utils import wrap_app
 
-    from .app import create_app_from_env
+    from .proxy_headers import create_served_app
 
     hc = HypercornConfig()
     hc.workers = spec.workers
@@ -156,7 +156,7 @@ def _run_hypercorn(spec: WorkerSpec, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM,) if spec.supervised else (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        app = wrap_app(cast(Any, create_app_from_env()), hc.wsgi_max_body_size, "asgi")
+        app = wrap_app(cast(Any, create_served_app()), hc.wsgi_max_body_size, "asgi")
 
         async def stop_requested() -> None:  # hypercorn's shutdown trigger
             await stop.wait()
@@ -173,7 +173,7 @@ def _run_uvicorn(spec: WorkerSpec, sock: socket.socket) -> None:
     import uvicorn
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from .app import create_app_from_env
+    from .proxy_headers import create_served_app
 
     class DrainingServer(uvicorn.Server):
         """uvicorn's Server, but a stop signal begins the drain and is not re-raised
@@ -195,13 +195,16 @@ def _run_uvicorn(spec: WorkerSpec, sock: socket.socket) -> None:
                 self.drain_loop.call_soon_threadsafe(DRAIN.begin, spec.shutdown_timeout_s)
 
     config = uvicorn.Config(
-        create_app_from_env,
+        create_served_app,
         factory=True,
         loop="uvloop" if _loop_factory() is not None else "asyncio",
         http=HttpToolsProtocol,
         ws="none",
         lifespan="on",
         access_log=False,
+        # uvicorn would believe X-Forwarded-For from loopback by default; the app's own
+        # middleware does it for [server] trusted_proxies only, as under hypercorn.
+        proxy_headers=False,
         timeout_keep_alive=int(spec.keep_alive_timeout),
         timeout_graceful_shutdown=math.ceil(spec.shutdown_timeout_s + GRACE_S),
         backlog=spec.backlog,

@@ -6,7 +6,14 @@ on bytes and only whole events are ever decoded. Nothing here touches the event 
 
 from __future__ import annotations
 
-__all__ = ["DONE", "EventSplitter", "format_event", "parse_event"]
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+__all__ = ["DONE", "EventSplitter", "format_event", "parse_event", "sse_data"]
 
 DONE = b"data: [DONE]\n\n"
 
@@ -60,3 +67,31 @@ def format_event(data: bytes, event: str | None = None) -> bytes:
     if event is None:
         return b"data: " + data + b"\n\n"
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+async def sse_data(
+    chunks: AsyncIterator[bytes], decode: Callable[[bytes], T]
+) -> AsyncIterator[list[T]]:
+    """The decoded `data:` payloads of an upstream SSE stream, one list per network chunk
+    (so an adapter yields once per chunk it received). Events and UTF-8 characters split
+    across chunks are joined first; a payload that does not decode is skipped."""
+    splitter = EventSplitter()
+    async for chunk in chunks:
+        batch = _decoded(splitter.feed(chunk), decode)
+        if batch:
+            yield batch
+    rest = _decoded([splitter.rest()], decode)
+    if rest:
+        yield rest
+
+
+def _decoded(events: list[bytes], decode: Callable[[bytes], T]) -> list[T]:
+    out: list[T] = []
+    for event in events:
+        _, data = parse_event(event)
+        if data:
+            try:
+                out.append(decode(data))
+            except msgspec.DecodeError:
+                continue
+    return out

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .context import ChatHead, RequestContext
-from .inbound_anthropic_request import canonical_request as anthropic_canonical
-from .inbound_responses_request import canonical_request as responses_canonical
+from .inbound_anthropic.request import canonical_request as anthropic_canonical
+from .inbound_responses.request import canonical_request as responses_canonical
 
 if TYPE_CHECKING:
     from .providers.base import Provider

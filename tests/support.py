@@ -5,10 +5,12 @@ bound before the server starts, shutdown is an event."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,7 @@ __all__ = [
     "serve_asgi",
     "sse",
     "sse_events",
+    "threaded_gateway",
 ]
 
 
@@ -269,3 +272,36 @@ def sse_events(raw: bytes) -> list[tuple[str | None, Any]]:
         name, data = parse_event(event)
         out.append((name, data if data == b"[DONE]" else msgspec.json.decode(data)))
     return out
+
+
+# -- one gateway for a whole test module -----------------------------------------------------
+@contextlib.contextmanager
+def threaded_gateway(
+    toml_for: Callable[[str], str], tmp_path: Path
+) -> Iterator[tuple[FakeUpstream, str]]:
+    """A fake upstream and a gateway in front of it (`toml_for(upstream_url)`), served by
+    their own event loop in a thread, so many small synchronous tests (httpx.Client) share
+    one gateway instead of starting one each. Yields `(fake, gateway_url)`."""
+    ready: concurrent.futures.Future[tuple[FakeUpstream, str]] = concurrent.futures.Future()
+    stop: list[asyncio.Event] = []
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        try:
+            async with fake_upstream() as (fake, url), run_gateway(toml_for(url), tmp_path) as gw:
+                ready.set_result((fake, gw))
+                await stop[0].wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.result(GUARD)
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(GUARD)
+        loop.close()

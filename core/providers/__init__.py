@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import upstream_error
 from .anthropic import AnthropicProvider
 from .azure import AzureProvider
-from .base import HttpProvider, Provider, ProviderReply, upstream_error
+from .base import HttpProvider, Provider, ProviderReply
 from .gemini import GeminiProvider
 from .mock import MockProvider
 from .openai import OpenAICompatibleProvider, OpenAIProvider

@@ -16,10 +16,10 @@ from typing import ClassVar
 import msgspec
 
 from ..context import RequestContext, Usage
-from ..errors import UpstreamError
-from ..sse import DONE, EventSplitter, parse_event
+from ..errors import UpstreamError, upstream_error
+from ..sse import DONE, EventSplitter, parse_event, sse_data
 from .anthropic_translate import FINISH_REASONS, STATUS_BY_ERROR_TYPE, anthropic_request
-from .base import HttpProvider, cut_off_usage, sse_data, upstream_error
+from .base import HttpProvider, cut_off_usage
 from .canonical import ChunkWriter, ToolCall, completion_body, ended_early
 
 __all__ = ["AnthropicOptions", "AnthropicProvider", "anthropic_usage"]
@@ -122,6 +122,7 @@ class AnthropicProvider(HttpProvider):
     wires: ClassVar[frozenset[str]] = frozenset({"anthropic"})
     Options = AnthropicOptions
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com/v1"
+    api_versions = ("/v1",)  # `https://api.anthropic.com` works too, as in the SDK
 
     def headers(self) -> dict[str, str]:
         options: AnthropicOptions = self.options

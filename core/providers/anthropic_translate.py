@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .canonical import add_turn, bad_request, data_url, messages_of, parse_arguments
+from .canonical import (
+    add_turn,
+    bad_request,
+    data_url,
+    is_text_part,
+    messages_of,
+    parse_arguments,
+    stop_sequences,
+    tool_call_id,
+    tool_calls_of,
+)
 
 __all__ = ["FINISH_REASONS", "STATUS_BY_ERROR_TYPE", "anthropic_request", "image_source"]
+
 
 # Anthropic stop_reason -> OpenAI finish_reason.
 FINISH_REASONS = {
@@ -77,7 +88,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return "".join(p["text"] for p in content if isinstance(p, dict) and is_text_part(p))
     return ""
 
 
@@ -95,21 +106,20 @@ def _messages(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[
             add_turn(out, "user", "content", _blocks(content, where + ".content"))
         elif role == "assistant":
             blocks = _blocks(content, where + ".content")
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
+            for call in tool_calls_of(message, where):
                 blocks.append(
                     {
                         "type": "tool_use",
-                        "id": call.get("id", ""),
-                        "name": function.get("name", ""),
-                        "input": parse_arguments(function.get("arguments")),
+                        "id": call.id,
+                        "name": call.name,
+                        "input": parse_arguments(call.arguments),
                     }
                 )
             add_turn(out, "assistant", "content", blocks)
         elif role == "tool":
             result = {
                 "type": "tool_result",
-                "tool_use_id": message.get("tool_call_id", ""),
+                "tool_use_id": tool_call_id(message, where),
                 "content": _text_of(content),
             }
             add_turn(out, "user", "content", [result])
@@ -156,9 +166,9 @@ def anthropic_request(
         body["temperature"] = min(float(temperature), 1.0)
     if payload.get("top_p") is not None:
         body["top_p"] = payload["top_p"]
-    stop = payload.get("stop")
+    stop = stop_sequences(payload.get("stop"))
     if stop:
-        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        body["stop_sequences"] = stop
     tools = payload.get("tools")
     if tools:
         body["tools"] = [_tool(t, i) for i, t in enumerate(tools)]

@@ -1,8 +1,9 @@
 """Azure OpenAI: OpenAI's wire format at deployment URLs, with an `api-key` header.
 
 `{base_url}/openai/deployments/{deployment}/chat/completions?api-version=...`, where the
-deployment is the model's `model_map` entry or the model name itself. Bodies and answers
-are OpenAI's, so everything else is the OpenAI adapter unchanged. The Responses API is
+deployment is the model's `model_map` entry or the model name itself; a name that would
+change the path (`/`, `.`, `..`) is refused with a 400 before anything is sent. Bodies and
+answers are OpenAI's, so everything else is the OpenAI adapter unchanged. The Responses API is
 served by Azure's v1 surface only, with no deployment in the URL: `{base_url}/openai/v1/
 responses` (the deployment is the body's `model`, which `model_map` sets), with
 `?api-version=` only when `responses_api_version` is configured (older "preview" setups).
@@ -15,6 +16,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from .base import path_segment
 from .openai import OpenAIProvider
 
 __all__ = ["AzureOptions", "AzureProvider"]
@@ -29,9 +31,10 @@ class AzureProvider(OpenAIProvider):
     kind = "azure"
     Options = AzureOptions
     default_base_url: ClassVar[str | None] = None
+    model_in_path = True
 
     def url(self, model: str, path: str) -> str:
-        deployment = quote(self.upstream_model(model), safe="")
+        deployment = path_segment(self.upstream_model(model))
         version = quote(self.options.api_version, safe="")
         return f"{self.base_url}/openai/deployments/{deployment}{path}?api-version={version}"
 

@@ -6,23 +6,29 @@ request context into its own wire format and its answers back into OpenAI
 upstream does no translation at all (bytes pass through).
 
 Adapters that speak HTTP subclass `HttpProvider` and fill in four small methods; the
-sending, streaming, error mapping and usage estimation are shared here. An adapter never
-logs and never puts its key into an error message.
+sending, streaming and usage estimation are shared here (SSE decoding lives in sse.py,
+the error policy in errors.py). An adapter never logs and never puts its key into an
+error message.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote, urlsplit
 
 import msgspec
 
 from ..config import ConfigError, ProviderConfig, Secret, convert_table, resolve_secret
 from ..context import RequestContext, Usage
-from ..errors import GatewayError, UpstreamError
+from ..errors import (
+    GatewayError,
+    UpstreamError,
+    generic_error_text,
+    redirect_refused,
+    upstream_error,
+)
 from ..forward import ClientSettings, UpstreamClient, UpstreamResponse, make_client
-from ..sse import EventSplitter, parse_event
 
 __all__ = [
     "HttpProvider",
@@ -32,10 +38,9 @@ __all__ = [
     "client_key",
     "cut_off_usage",
     "estimate_prompt_tokens",
+    "estimate_tokens",
     "estimated_usage",
-    "scrub",
-    "sse_data",
-    "upstream_error",
+    "path_segment",
 ]
 
 
@@ -129,11 +134,20 @@ class HttpProvider(Provider):
     """A provider reached over HTTP through the shared upstream client."""
 
     requires_key = True
+    # True when the upstream model name goes into the URL path (Gemini, Azure): then
+    # every listed model and model_map value must be a safe path segment.
+    model_in_path: ClassVar[bool] = False
+    # The API version paths a base_url may end with; one that ends with none of them is
+    # the host as the vendor's SDKs take it (`https://api.anthropic.com`), and the first
+    # is appended. Empty: base_url is used as configured.
+    api_versions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, config: ProviderConfig, *, client_kind: str = "httpx", source: str = ""
     ) -> None:
         super().__init__(config, client_kind=client_kind, source=source)
+        if self.base_url and self.api_versions and not self.base_url.endswith(self.api_versions):
+            self.base_url += self.api_versions[0]
         if not self.base_url:
             raise ConfigError(
                 f"{source}: [providers '{config.name}'] key `base_url`: "
@@ -154,6 +168,19 @@ class HttpProvider(Provider):
         self._json_headers: dict[str, str] | None = None
         self._key_header = ""
         self._key_prefix = ""
+        if self.model_in_path:
+            self._check_path_models(source)
+
+    def _check_path_models(self, source: str) -> None:
+        named = [("models", m) for m in self.config.models if m != "*"]
+        named += [("model_map", m) for m in self.config.model_map.values()]
+        for key, model in named:
+            try:
+                path_segment(model)
+            except GatewayError as err:
+                raise ConfigError(
+                    f"{source}: [providers '{self.name}'] key `{key}`: {err.message}"
+                ) from None
 
     def json_headers(
         self, key_header: str, prefix: str = "", extra: Mapping[str, str] | None = None
@@ -215,7 +242,7 @@ class HttpProvider(Provider):
 
     def error_message(self, body: bytes) -> tuple[str, str | None]:
         """`(message, type)` from an error body in this wire format."""
-        return _generic_error(body)
+        return generic_error_text(body)
 
     def decode_answer(self, decode: Callable[[bytes], T], body: bytes) -> T:
         """An upstream's answer decoded, or a retryable 502 when it is not readable."""
@@ -240,13 +267,16 @@ class HttpProvider(Provider):
         ctx: RequestContext,
     ) -> UpstreamResponse:
         resp = await self.client.send("POST", url, self.keyed(ctx, headers), body, stream=stream)
-        if resp.status >= 400:
+        if resp.status >= 300:
             try:
                 err_body = await resp.read()
             finally:
                 await resp.aclose()
+            path = urlsplit(url).path
+            if resp.status < 400:
+                raise redirect_refused(self, resp.status, path)
             message, type_ = self.error_message(err_body)
-            raise upstream_error(self, resp.status, resp.headers, message, type_)
+            raise upstream_error(self, resp.status, resp.headers, message, type_, path=path)
         return resp
 
     async def chat(self, ctx: RequestContext, model: str) -> ProviderReply:
@@ -263,34 +293,6 @@ class HttpProvider(Provider):
         await self.client.aclose()
 
 
-async def sse_data(
-    chunks: AsyncIterator[bytes], decode: Callable[[bytes], T]
-) -> AsyncIterator[list[T]]:
-    """The decoded `data:` payloads of an upstream SSE stream, one list per network chunk
-    (so an adapter yields once per chunk it received). Events and UTF-8 characters split
-    across chunks are joined first; a payload that does not decode is skipped."""
-    splitter = EventSplitter()
-    async for chunk in chunks:
-        batch = _decoded(splitter.feed(chunk), decode)
-        if batch:
-            yield batch
-    rest = _decoded([splitter.rest()], decode)
-    if rest:
-        yield rest
-
-
-def _decoded(events: list[bytes], decode: Callable[[bytes], T]) -> list[T]:
-    out: list[T] = []
-    for event in events:
-        _, data = parse_event(event)
-        if data:
-            try:
-                out.append(decode(data))
-            except msgspec.DecodeError:
-                continue
-    return out
-
-
 async def _closing(events: AsyncIterator[bytes], resp: UpstreamResponse) -> AsyncIterator[bytes]:
     """Relay events and always close the upstream response: on the end, on an error, and
     when the client went away (the generator is closed), so the provider stops."""
@@ -304,34 +306,6 @@ async def _closing(events: AsyncIterator[bytes], resp: UpstreamResponse) -> Asyn
         await resp.aclose()
 
 
-class _ErrorDetail(msgspec.Struct):
-    message: str | None = None
-    type: str | None = None
-    status: str | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail | str | None = None
-    message: str | None = None
-
-
-_decode_error = msgspec.json.Decoder(_ErrorBody).decode
-
-
-def _generic_error(body: bytes) -> tuple[str, str | None]:
-    """OpenAI `{"error": {...}}`, Anthropic `{"type":"error","error":{...}}`, Gemini
-    `{"error": {"message","status"}}` and bare `{"message"}` all fit this reading."""
-    try:
-        parsed = _decode_error(body)
-    except msgspec.DecodeError:
-        return "", None
-    if isinstance(parsed.error, _ErrorDetail):
-        return parsed.error.message or "", parsed.error.type or parsed.error.status
-    if isinstance(parsed.error, str):
-        return parsed.error, None
-    return parsed.message or "", None
-
-
 def client_key(headers: Mapping[str, str]) -> str:
     """The credential a client sent: `Authorization: Bearer X` (OpenAI clients) or
     `x-api-key: X` (Anthropic clients); "" when there is none."""
@@ -341,92 +315,37 @@ def client_key(headers: Mapping[str, str]) -> str:
     return headers.get("x-api-key", "").strip()
 
 
-_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|AIza[0-9A-Za-z_\-]{10,}|[A-Za-z0-9_\-]{32,})")
+def path_segment(value: str, field: str = "model") -> str:
+    """`value` as one URL path segment (every reserved character quoted), or a 400 naming
+    `field`: an empty name, `.` or `..` (which clients and servers normalise into another
+    path on the same host), or a `/` or `\\` would put the request somewhere else."""
+    if not value.strip(".") or "/" in value or "\\" in value:
+        raise GatewayError(
+            400,
+            "invalid_request_error",
+            f"`{field}` {value[:100]!r} cannot be used in a URL path "
+            "(it must not be empty, '.' or '..', nor contain '/' or '\\')",
+            param=field,
+        )
+    return quote(value, safe="")
 
 
-def scrub(message: str, secrets: list[str]) -> str:
-    """Remove keys (ours and anything key-shaped) from an upstream's error message."""
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "[redacted]")
-    message = _KEYLIKE.sub("[redacted]", message)
-    return message[:1000]
-
-
-def upstream_error(
-    provider: Provider, status: int, headers: Mapping[str, str], message: str, type_: str | None
-) -> UpstreamError:
-    """An upstream's error status as the caller should see it, and whether to fail over.
-
-    429 stays 429 (Retry-After kept); 401/403 mean *our* key was refused, which is the
-    operator's problem, so the caller gets a 502 without the upstream's text (it may echo
-    part of the key); 408 and timeouts are 504; 503/529 overloaded are 503; other 5xx
-    are 502. Client errors (400, 404, 422) keep their status and are not retried.
-    """
-    name = provider.name
-    text = scrub(message, provider.secrets()) or f"HTTP {status}"
-    if status == 429:
-        retry = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
-        return UpstreamError(
-            429,
-            "rate_limit_error",
-            f"provider '{name}' rate limit: {text}",
-            retryable=True,
-            upstream_status=status,
-            headers=retry,
-        )
-    if status in (401, 403):
-        return UpstreamError(
-            502,
-            "upstream_auth_error",
-            f"provider '{name}' refused the gateway's credentials (HTTP {status})",
-            retryable=True,
-            upstream_status=status,
-        )
-    if status == 408:
-        return UpstreamError(
-            504,
-            "upstream_timeout",
-            f"provider '{name}' timed out: {text}",
-            retryable=True,
-            upstream_status=status,
-        )
-    if status in (503, 529):
-        return UpstreamError(
-            503,
-            "overloaded_error",
-            f"provider '{name}' is overloaded: {text}",
-            retryable=True,
-            upstream_status=status,
-        )
-    if status >= 500:
-        return UpstreamError(
-            502,
-            "upstream_error",
-            f"provider '{name}' failed (HTTP {status}): {text}",
-            retryable=True,
-            upstream_status=status,
-        )
-    if status == 404:
-        return UpstreamError(
-            404,
-            "model_not_found" if "model" in text.lower() else "not_found_error",
-            f"provider '{name}': {text}",
-            retryable=False,
-            upstream_status=status,
-        )
-    return UpstreamError(
-        status if 400 <= status < 500 else 502,
-        type_ or "invalid_request_error",
-        f"provider '{name}': {text}",
-        retryable=False,
-        upstream_status=status,
-    )
+def estimate_tokens(text: str | bytes) -> int:
+    """The gateway's one token estimate, wherever no tokenizer count exists: about four
+    characters a token (rounded up, at least 1), the average of the providers' own
+    tokenizers on English text. Bytes are counted as the UTF-8 characters they encode."""
+    if isinstance(text, bytes):
+        chars = len(text) if text.isascii() else len(text.decode("utf-8", "replace"))
+    else:
+        chars = len(text)
+    return max(1, -(-chars // 4))
 
 
 def estimate_prompt_tokens(ctx: RequestContext) -> int:
-    """A rough count (4 bytes a token) for when a provider reports no usage."""
-    return max(1, len(ctx.raw) // 4)
+    """The prompt of a request whose provider reported no usage (a stream cut off, Gemini
+    embeddings): `estimate_tokens` over the request body as the gateway holds it (the
+    client's JSON; an Anthropic-format request's translation), as `count_tokens` does."""
+    return estimate_tokens(ctx.raw)
 
 
 def estimated_usage(ctx: RequestContext, completion_events: int) -> Usage:

@@ -26,8 +26,12 @@ __all__ = [
     "completion_body",
     "data_url",
     "ended_early",
+    "is_text_part",
     "messages_of",
     "parse_arguments",
+    "stop_sequences",
+    "tool_call_id",
+    "tool_calls_of",
     "usage_json",
 ]
 
@@ -55,6 +59,52 @@ def messages_of(payload: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
         if role not in ("system", "developer", "user", "assistant", "tool"):
             raise bad_request(f"unknown role {role!r}", where + ".role")
         yield where, role, message
+
+
+def is_text_part(part: dict[str, Any]) -> bool:
+    """A content part whose `text` a join can use (a client may send null or a number)."""
+    return isinstance(part.get("text"), str)
+
+
+def tool_calls_of(message: dict[str, Any], where: str) -> list[ToolCall]:
+    """An assistant message's `tool_calls`, each checked to be a function call with a
+    string id, name and arguments: whatever else a client sends is a 400 naming it."""
+    calls = message.get("tool_calls")
+    if calls is None:
+        return []
+    if not isinstance(calls, list):
+        raise bad_request("tool_calls must be a list", where + ".tool_calls")
+    out: list[ToolCall] = []
+    for i, call in enumerate(calls):
+        here = f"{where}.tool_calls[{i}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise bad_request("each tool call must be an object with a `function`", here)
+        ident, name = call.get("id", ""), function.get("name", "")
+        arguments = function.get("arguments") or ""
+        if not isinstance(ident, str) or not isinstance(name, str):
+            raise bad_request("a tool call's id and function name must be strings", here)
+        if not isinstance(arguments, str):
+            raise bad_request("a tool call's arguments must be a JSON string", here)
+        out.append(ToolCall(ident, name, arguments))
+    return out
+
+
+def tool_call_id(message: dict[str, Any], where: str) -> str:
+    ident = message.get("tool_call_id", "")
+    if not isinstance(ident, str):
+        raise bad_request("tool_call_id must be a string", where + ".tool_call_id")
+    return ident
+
+
+def stop_sequences(stop: Any) -> list[str]:
+    """OpenAI's `stop` (a string or a list of strings) as a list."""
+    if stop is None or stop == "":
+        return []
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise bad_request("stop must be a string or a list of strings", "stop")
+    return stops
 
 
 def data_url(url: Any, where: str) -> tuple[str, str] | None:
@@ -124,7 +174,8 @@ def completion_body(
     finish_reason: str,
     usage: Usage,
 ) -> bytes:
-    message: dict[str, Any] = {"role": "assistant", "content": text}
+    # `refusal` is required by OpenAI's schema (null when the model did not refuse).
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
     if tool_calls:
         message["tool_calls"] = [
             {

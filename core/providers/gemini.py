@@ -19,18 +19,17 @@ import base64
 import struct
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import msgspec
 
 from ..context import RequestContext, Usage
-from ..sse import DONE
+from ..sse import DONE, sse_data
 from .base import (
     HttpProvider,
     ProviderReply,
     cut_off_usage,
     estimate_prompt_tokens,
-    sse_data,
+    path_segment,
 )
 from .canonical import ChunkWriter, ToolCall, bad_request, completion_body, ended_early
 from .gemini_translate import FINISH_REASONS, gemini_request
@@ -131,6 +130,9 @@ def _finish(candidate: _Candidate | None, response: _Response, has_calls: bool) 
 class GeminiProvider(HttpProvider):
     kind = "gemini"
     default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com/v1beta"
+    model_in_path = True
+    # `https://generativelanguage.googleapis.com` (the SDK's form) gets /v1beta appended.
+    api_versions = ("/v1beta", "/v1", "/v1alpha")
 
     def headers(self) -> dict[str, str]:
         return self.json_headers("x-goog-api-key")
@@ -138,7 +140,7 @@ class GeminiProvider(HttpProvider):
     def chat_request(
         self, ctx: RequestContext, model: str, stream: bool
     ) -> tuple[str, dict[str, str], bytes]:
-        name = quote(self.upstream_model(model), safe="")
+        name = path_segment(self.upstream_model(model))
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
         url = f"{self.base_url}/models/{name}{method}"
         return url, self.headers(), _encode(gemini_request(ctx.payload()))
@@ -151,7 +153,7 @@ class GeminiProvider(HttpProvider):
         texts = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise bad_request("input must be a string or a list of strings", "input")
-        name = quote(self.upstream_model(model), safe="")
+        name = path_segment(self.upstream_model(model))
         item: dict[str, Any] = {"model": f"models/{self.upstream_model(model)}"}
         if isinstance(payload.get("dimensions"), int):
             item["outputDimensionality"] = payload["dimensions"]

@@ -10,9 +10,20 @@ from typing import Any
 
 import msgspec
 
-from .canonical import add_turn, bad_request, data_url, messages_of, parse_arguments
+from .canonical import (
+    add_turn,
+    bad_request,
+    data_url,
+    is_text_part,
+    messages_of,
+    parse_arguments,
+    stop_sequences,
+    tool_call_id,
+    tool_calls_of,
+)
 
 __all__ = ["FINISH_REASONS", "gemini_request"]
+
 
 # Gemini finishReason -> OpenAI finish_reason (anything else is "stop").
 FINISH_REASONS = {
@@ -73,7 +84,7 @@ def _image(url: Any, where: str) -> dict[str, Any]:
 
 def _tool_response(content: Any) -> dict[str, Any]:
     if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = "".join(p["text"] for p in content if isinstance(p, dict) and is_text_part(p))
     if isinstance(content, str):
         try:
             value = _decode_any(content)
@@ -99,22 +110,15 @@ def _contents(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[
             add_turn(contents, "user", "parts", _parts(content, where + ".content"))
         elif role == "assistant":
             parts = _parts(content, where + ".content")
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                name = function.get("name", "")
-                call_names[call.get("id", "")] = name
+            for call in tool_calls_of(message, where):
+                call_names[call.id] = call.name
                 parts.append(
-                    {
-                        "functionCall": {
-                            "name": name,
-                            "args": parse_arguments(function.get("arguments")),
-                        }
-                    }
+                    {"functionCall": {"name": call.name, "args": parse_arguments(call.arguments)}}
                 )
             add_turn(contents, "model", "parts", parts)
         elif role == "tool":
-            name = call_names.get(message.get("tool_call_id", ""), message.get("name", ""))
-            if not name:
+            name = call_names.get(tool_call_id(message, where)) or message.get("name", "")
+            if not name or not isinstance(name, str):
                 raise bad_request(
                     "tool result for an unknown tool_call_id", where + ".tool_call_id"
                 )
@@ -162,16 +166,17 @@ def gemini_request(payload: dict[str, Any]) -> dict[str, Any]:
     max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
     if max_tokens:
         config["maxOutputTokens"] = max_tokens
-    stop = payload.get("stop")
+    stop = stop_sequences(payload.get("stop"))
     if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        config["stopSequences"] = stop
     response_format = payload.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") in (
         "json_object",
         "json_schema",
     ):
         config["responseMimeType"] = "application/json"
-        schema = (response_format.get("json_schema") or {}).get("schema")
+        json_schema = response_format.get("json_schema")
+        schema = json_schema.get("schema") if isinstance(json_schema, dict) else None
         if schema is not None:
             config["responseSchema"] = _schema(schema)
     if config:

@@ -1,5 +1,6 @@
 """A built-in fake LLM: deterministic text derived from the prompt, realistic usage,
-SSE streaming, and configurable latency, pacing and failure rate.
+SSE streaming, tool calls when tools are given (`mock_tools`), and configurable latency,
+pacing and failure rate.
 
 It lets `interlock serve` answer with no provider keys, and gives tests and benchmarks an
 upstream that costs nothing. The same generator backs `interlock mock-upstream`, the
@@ -20,9 +21,19 @@ import msgspec
 from ..context import RequestContext, Usage
 from ..errors import UpstreamError
 from ..sse import DONE, format_event
-from .base import Provider, ProviderReply
+from .base import Provider, ProviderReply, estimate_tokens
+from .canonical import ToolCall, is_text_part
+from .mock_tools import mock_tool_call
 
-__all__ = ["MockOptions", "MockProvider", "mock_chunks", "mock_completion", "mock_embeddings"]
+__all__ = [
+    "MockOptions",
+    "MockProvider",
+    "mock_call",
+    "mock_chunks",
+    "mock_completion",
+    "mock_embeddings",
+]
+
 
 _WORDS = (
     "the",
@@ -90,13 +101,13 @@ def prompt_text(messages: list[Any]) -> str:
         if isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):
-            parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+            parts.extend(p["text"] for p in content if isinstance(p, dict) and is_text_part(p))
     return "\n".join(parts)
 
 
 def count_tokens(text: str) -> int:
-    """About four characters a token, as the providers' own tokenizers average."""
-    return max(1, (len(text) + 3) // 4)
+    """About four characters a token, the gateway's one estimate (`estimate_tokens`)."""
+    return estimate_tokens(text)
 
 
 def _answer_words(prompt: str, words: int) -> list[str]:
@@ -108,13 +119,34 @@ def _ids(prompt: str) -> tuple[str, int]:
     return f"chatcmpl-mock{zlib.crc32(prompt.encode('utf-8')):08x}", int(time.time())
 
 
+def mock_call(payload: dict[str, Any]) -> ToolCall | None:
+    """The tool call the mock answers this request with, if any (`mock_tools`)."""
+    messages = payload.get("messages")
+    prompt = prompt_text(messages if isinstance(messages, list) else [])
+    return mock_tool_call(payload, f"call_mock{zlib.crc32(prompt.encode('utf-8')):08x}")
+
+
+def _call_json(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
 def mock_completion(
-    model: str, messages: list[Any], options: MockOptions
+    model: str, messages: list[Any], options: MockOptions, call: ToolCall | None = None
 ) -> tuple[dict[str, Any], Usage]:
     prompt = prompt_text(messages)
-    words = _answer_words(prompt, options.words)
-    text = " ".join(words)
-    usage = Usage(prompt_tokens=count_tokens(prompt), completion_tokens=len(words))
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    if call is None:
+        words = _answer_words(prompt, options.words)
+        message["content"] = " ".join(words)
+        completion_tokens = len(words)
+    else:
+        message["tool_calls"] = [_call_json(call)]
+        completion_tokens = count_tokens(call.name + call.arguments)
+    usage = Usage(prompt_tokens=count_tokens(prompt), completion_tokens=completion_tokens)
     ident, created = _ids(prompt)
     body = {
         "id": ident,
@@ -124,8 +156,8 @@ def mock_completion(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": "stop" if call is None else "tool_calls",
                 "logprobs": None,
             }
         ],
@@ -139,20 +171,34 @@ def mock_completion(
     return body, usage
 
 
+def _pieces(items: list[str], n: int, sep: str) -> list[str]:
+    """`items` joined into `n` pieces (empty ones at the end when there are fewer)."""
+    size = max(1, -(-len(items) // n))
+    pieces = [sep.join(items[i : i + size]) for i in range(0, len(items), size)]
+    return pieces + [""] * (n - len(pieces))
+
+
 def mock_chunks(
-    model: str, messages: list[Any], options: MockOptions, include_usage: bool
+    model: str,
+    messages: list[Any],
+    options: MockOptions,
+    include_usage: bool,
+    call: ToolCall | None = None,
 ) -> tuple[Iterator[bytes], Usage]:
-    """SSE events of a streamed answer: role, at least five content chunks, finish, usage
+    """SSE events of a streamed answer: role, at least five content chunks (or a tool
+    call: its id and name, then its arguments in at least five fragments), finish, usage
     (when asked), [DONE]."""
     prompt = prompt_text(messages)
-    words = _answer_words(prompt, options.words)
-    usage = Usage(prompt_tokens=count_tokens(prompt), completion_tokens=len(words))
-    ident, created = _ids(prompt)
     n = max(5, options.chunks)
-    size = max(1, -(-len(words) // n))
-    pieces = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
-    while len(pieces) < n:
-        pieces.append("")
+    if call is None:
+        words = _answer_words(prompt, options.words)
+        pieces = _pieces(words, n, " ")
+        completion_tokens = len(words)
+    else:
+        pieces = [p for p in _pieces(list(call.arguments), n, "") if p]
+        completion_tokens = count_tokens(call.name + call.arguments)
+    usage = Usage(prompt_tokens=count_tokens(prompt), completion_tokens=completion_tokens)
+    ident, created = _ids(prompt)
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         doc: dict[str, Any] = {
@@ -166,11 +212,22 @@ def mock_chunks(
             doc["usage"] = None
         return format_event(_encode(doc))
 
-    def events() -> Iterator[bytes]:
+    def text_events() -> Iterator[bytes]:
         yield chunk({"role": "assistant", "content": ""})
         for i, piece in enumerate(pieces):
             yield chunk({"content": piece if i == 0 else " " + piece if piece else ""})
         yield chunk({}, "stop")
+
+    def call_events(call: ToolCall) -> Iterator[bytes]:
+        start = {**_call_json(call), "index": 0}
+        start["function"] = {"name": call.name, "arguments": ""}
+        yield chunk({"role": "assistant", "content": None, "tool_calls": [start]})
+        for piece in pieces:
+            yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        yield chunk({}, "tool_calls")
+
+    def events() -> Iterator[bytes]:
+        yield from text_events() if call is None else call_events(call)
         if include_usage:
             doc = {
                 "id": ident,
@@ -240,13 +297,17 @@ class MockProvider(Provider):
 
     async def chat(self, ctx: RequestContext, model: str) -> ProviderReply:
         await self._delay_or_fail()
-        body, ctx.usage = mock_completion(model, ctx.payload()["messages"], self.options)
+        payload = ctx.payload()
+        body, ctx.usage = mock_completion(
+            model, payload["messages"], self.options, mock_call(payload)
+        )
         return ProviderReply(_encode(body))
 
     async def chat_stream(self, ctx: RequestContext, model: str) -> AsyncIterator[bytes]:
         await self._delay_or_fail()
+        payload = ctx.payload()
         events, usage = mock_chunks(
-            model, ctx.payload()["messages"], self.options, ctx.include_usage
+            model, payload["messages"], self.options, ctx.include_usage, mock_call(payload)
         )
         ctx.usage = usage
         return self._paced(events)

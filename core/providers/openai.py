@@ -20,9 +20,10 @@ from urllib.parse import quote
 import msgspec
 
 from ..context import RequestContext, Usage
+from ..errors import upstream_error
 from ..sse import EventSplitter
 from . import openai_responses
-from .base import HttpProvider, ProviderReply, estimated_usage, upstream_error
+from .base import HttpProvider, ProviderReply, estimated_usage
 
 __all__ = ["OpenAICompatibleProvider", "OpenAIProvider", "usage_from_openai"]
 
@@ -65,17 +66,19 @@ def _with_include_usage(ctx: RequestContext, extra: dict[str, Any] | None) -> by
     """The body with `stream_options.include_usage` set.
 
     The common case (no overrides, no `stream_options` sent) splices the field in after
-    the opening brace instead of re-encoding the body.
+    the opening brace instead of re-encoding the body. "Not sent" must mean absent:
+    splicing into a body that has `"stream_options": null` would make the key appear
+    twice, and the last (null) wins in most parsers. `ChatHead` decodes an absent key as
+    UNSET and null as None (msgspec unescapes keys, so no spelling of it slips by).
     """
     head = ctx.body
-    if extra is None and not ctx.overrides and getattr(head, "stream_options", None) is None:
+    options = getattr(head, "stream_options", None)
+    if extra is None and not ctx.overrides and options is msgspec.UNSET:
         raw = ctx.raw
         start = raw.find(b"{")
         return raw[: start + 1] + b'"stream_options":{"include_usage":true},' + raw[start + 1 :]
-    options = dict(getattr(head, "stream_options", None) or {})
-    options.update(_INCLUDE_USAGE)
     merged = dict(extra or {})
-    merged["stream_options"] = options
+    merged["stream_options"] = {**(options or {}), **_INCLUDE_USAGE}
     return ctx.body_bytes(merged)
 
 

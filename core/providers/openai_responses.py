@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from ..context import RequestContext, Usage
-from ..errors import GatewayError, ReportedInStream
+from ..errors import GatewayError, ReportedInStream, scrub
 from ..sse import EventSplitter, format_event, parse_event
-from .base import cut_off_usage, scrub
+from .base import cut_off_usage
 from .canonical import ended_early
 
 __all__ = ["read_usage", "relay", "responses_usage"]

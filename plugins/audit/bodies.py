@@ -59,7 +59,8 @@ def record_bodies(
 
 
 def stream_text(items: list[bytes], wire: str) -> str:
-    """The answer's text from its SSE events (OpenAI chunks or Anthropic text deltas)."""
+    """The answer's text from its SSE events: OpenAI chunks, or on a native pass-through
+    Anthropic text deltas or Responses `output_text` deltas."""
     out: list[str] = []
     for event in b"".join(items).split(b"\n\n"):
         for line in event.split(b"\n"):
@@ -76,6 +77,10 @@ def stream_text(items: list[bytes], wire: str) -> str:
                 delta = doc.get("delta")
                 if isinstance(delta, dict) and isinstance(delta.get("text"), str):
                     out.append(delta["text"])
+                continue
+            if wire == "responses":
+                if doc.get("type") == "response.output_text.delta":
+                    out.append(str(doc.get("delta") or ""))
                 continue
             for choice in doc.get("choices") or ():
                 delta = choice.get("delta") if isinstance(choice, dict) else None

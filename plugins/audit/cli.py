@@ -7,6 +7,8 @@
 Both open the store named by the configuration's `[store] url` (the same file or
 database the gateway writes, which may keep running). export writes oldest first, a page
 at a time; verify exits 1 and names the first broken link, 0 when every chain holds.
+
+Registered through the `interlock.commands` entry point (core/cli.py calls `register`).
 """
 
 from __future__ import annotations
@@ -29,28 +31,38 @@ from .record import COLUMNS, parse_time
 from .schema import MIGRATIONS
 from .writer import as_document
 
-__all__ = ["main"]
+__all__ = ["register"]
 
 _encode = msgspec.json.Encoder().encode
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="interlock audit", description="the audit log")
-    sub = parser.add_subparsers(dest="action", required=True)
-    exp = sub.add_parser("export", help="write audit records as JSON lines or CSV")
+def register(sub: Any) -> None:
+    """Add `audit export` and `audit verify` to the `interlock` command's subparsers
+    (the `interlock.commands` entry point)."""
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        help="plugins.toml naming the store (default: $INTERLOCK_CONFIG, ./plugins.toml)",
+    )
+    audit = sub.add_parser("audit", help="the audit log: export, verify (audit plugin)")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    exp = asub.add_parser(
+        "export", help="write audit records as JSON lines or CSV", parents=[config]
+    )
     exp.add_argument("--since", required=True, help="a date (2026-11-25) or ISO 8601 time")
     exp.add_argument("--until", help="exclusive; a date or ISO 8601 time")
     exp.add_argument("--tenant")
     exp.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     exp.add_argument("--output", help="a file (default: standard output)")
-    exp.add_argument("--config", help="plugins.toml (default: $INTERLOCK_CONFIG, ./plugins.toml)")
-    ver = sub.add_parser("verify", help="check every record's hash and its chain")
-    ver.add_argument("--config", help="plugins.toml (default: $INTERLOCK_CONFIG, ./plugins.toml)")
-    return parser
+    exp.set_defaults(run=_command)
+    ver = asub.add_parser(
+        "verify", help="check every record's hash and its chain", parents=[config]
+    )
+    ver.set_defaults(run=_command)
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def _command(args: argparse.Namespace) -> int:
+    """Run `audit export` or `audit verify`; ConfigError goes to the core (exit 2)."""
     url = load_config(args.config).store.url
     path = url.removeprefix("sqlite://")
     if url.startswith("sqlite://") and path[1:] and not os.path.exists(path[1:]):
@@ -63,7 +75,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace, url: str) -> int:
-    if args.action == "verify":
+    if args.audit_command == "verify":
         return asyncio.run(_verify(url))
     try:
         filters = Filters(

@@ -14,27 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import msgspec
-
 from interlock.core import Provider, RequestContext
 from interlock.core.pricing import Pricing
 
 __all__ = ["WorstCase", "output_cap"]
 
-_decode_int = msgspec.json.Decoder(int).decode
-
 
 def output_cap(ctx: RequestContext) -> int | None:
     """`max_completion_tokens` or `max_tokens` as the request sets it; None when absent."""
-    head = ctx.body
-    raw = getattr(head, "max_completion_tokens", None) or getattr(head, "max_tokens", None)
-    if raw is None:
-        return None
-    try:
-        value = _decode_int(raw)
-    except msgspec.MsgspecError:
-        return None  # not a number: the provider refuses it
-    return value if value > 0 else None
+    return ctx.output_cap()
 
 
 class WorstCase:

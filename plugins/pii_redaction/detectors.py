@@ -134,8 +134,10 @@ def _aws_key(text: str, out: Found) -> None:
 _LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}\Z")
 _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
-    r"(?![\w-]|\.[A-Za-z0-9]|:[\w/~])"  # `git@host:org/repo` is an ssh address, not an email
+    r"(?![\w-]|\.[A-Za-z0-9])"
 )
+# `git@github.com:org/repo.git`: an ssh address (a path after the colon), not an email.
+_SSH_PATH = re.compile(r":~?[\w.-]*/|:[\w.-]+\.git\b")
 
 
 # `logo@2x.png` is an image at twice the resolution; no top-level domain is named so.
@@ -148,14 +150,21 @@ def _email(text: str, out: Found) -> None:
         local = _LOCAL.search(text, max(0, at - 64), at)
         if local is not None and _free_before(text, local.start(), ".%+-"):
             domain = _DOMAIN.match(text, at + 1)
-            if domain is not None and domain.group().rsplit(".", 1)[1].lower() not in _NOT_TLDS:
+            if (
+                domain is not None
+                and domain.group().rsplit(".", 1)[1].lower() not in _NOT_TLDS
+                and _SSH_PATH.match(text, domain.end()) is None
+            ):
                 out.append(Finding(local.start(), domain.end(), "email"))
         at = text.find("@", at + 1)
 
 
 # -- IPv6: from each `:` followed by a hex digit or a colon -------------------------------
 _COLON = re.compile(r":[0-9A-Fa-f:]")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:.]|/\d)")
+# Not inside a longer run of hex and colons, nor a CIDR prefix; a sentence's full stop may follow.
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]|\.[0-9A-Za-z]|/\d)"
+)
 
 
 def _personal_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

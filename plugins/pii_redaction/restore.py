@@ -4,7 +4,9 @@ placeholder anywhere.
 
 Only placeholders this request handed out are restored (anything else that looks like
 one is text). Inside JSON text (OpenAI `function.arguments`, Anthropic `partial_json`)
-a value is restored JSON-escaped, so the tool arguments stay valid JSON.
+a value is restored JSON-escaped, so the tool arguments stay valid JSON. Every wire format
+the hooks see is handled: OpenAI chat chunks, and on a native pass-through Anthropic's
+events and OpenAI's Responses events.
 
 Streams: an event is decoded only when it may hold a placeholder (`[` and a capital
 letter) or a held-back tail is waiting. For each text field (a choice's content, a tool
@@ -98,13 +100,17 @@ def _fields(event: bytes) -> tuple[bytes | None, bytes | None]:
 
 
 class StreamRestorer:
-    """Wraps one stream (`wire`: "openai" chunks or Anthropic's native events)."""
+    """Wraps one stream (`wire`: "openai" chunks, or on a native pass-through Anthropic's
+    events or OpenAI's Responses events)."""
 
     def __init__(self, vault: Vault, wire: str) -> None:
         self.values = _Values(vault)
+        self.wire = wire
         self.anthropic = wire == "anthropic"
         self.pending: dict[tuple[Any, ...], str] = {}
         self._head: dict[str, Any] = {}  # id, model... of the last OpenAI chunk
+        # Responses: each delta field's last event, the template of a flushed tail.
+        self._deltas: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     async def wrap(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         # The core closes every layer (this one, then `stream`) when the stream ends.
@@ -144,6 +150,8 @@ class StreamRestorer:
             return [event]
         if self.anthropic:
             return self._anthropic(event, name, data)
+        if self.wire == "responses":
+            return self._responses(event, data)
         if data == b"[DONE]":
             return [self._flush_all(), event]
         return self._openai(event, data)
@@ -240,12 +248,46 @@ class StreamRestorer:
             )
         return out
 
+    def _responses(self, event: bytes, data: bytes) -> list[bytes]:
+        """OpenAI's Responses events: `*.delta` events carry pieces of a text (output
+        text, function-call arguments as JSON text, custom tool input); every other event
+        (the `*.done` ones, the item, the whole response at the end) holds complete texts,
+        restored where they stand, after what the deltas of its item still held."""
+        try:
+            doc = _decode(data)
+        except msgspec.DecodeError:
+            return [event]
+        kind = doc.get("type")
+        if not isinstance(kind, str):
+            return [event]
+        if kind.endswith(".delta") and isinstance(doc.get("delta"), str):
+            key = ("r", doc.get("output_index"), doc.get("content_index"), kind)
+            json_text = kind == "response.function_call_arguments.delta"
+            doc["delta"] = self._feed(key, doc["delta"], json_text)
+            self._deltas[key] = {k: v for k, v in doc.items() if k != "delta"}
+            return [_named_event(kind, doc)]  # kept even when empty: sequence numbers stay
+        index = doc.get("output_index")
+        out = self._responses_flush(index if index is not None else _ALL)
+        out.append(_named_event(kind, _walk(doc, self.values, False)))
+        return out
+
+    def _responses_flush(self, index: Any) -> list[bytes]:
+        out = []
+        for key in [k for k in self.pending if k[0] == "r" and (index is _ALL or k[1] == index)]:
+            kind = key[3]
+            held = self._take(key, kind == "response.function_call_arguments.delta")
+            if held:
+                out.append(_named_event(kind, {**self._deltas.get(key, {}), "delta": held}))
+        return out
+
     def _flush_all(self) -> bytes:
         """Everything still held, as events of the stream's own format."""
         if not self.pending:
             return b""
         if self.anthropic:
             return b"".join(self._anthropic_flush(None))
+        if self.wire == "responses":
+            return b"".join(self._responses_flush(_ALL))
         chunks = []
         for i in sorted({k[1] for k in self.pending}, key=str):
             delta: dict[str, Any] = {}
@@ -260,3 +302,10 @@ class StreamRestorer:
 
 def _anthropic_event(name: bytes, doc: dict[str, Any]) -> bytes:
     return b"event: " + name + b"\ndata: " + _encode(doc) + b"\n\n"
+
+
+def _named_event(name: str, doc: dict[str, Any]) -> bytes:
+    return _anthropic_event(name.encode(), doc)
+
+
+_ALL = object()  # flush every field, not one output item's

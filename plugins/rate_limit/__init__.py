@@ -42,7 +42,6 @@ from .headers import duration
 __all__ = ["RateLimit"]
 
 PERIOD_S = 60.0  # limits are per minute
-_decode_int = msgspec.json.Decoder(int).decode
 
 
 class Rates(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -264,15 +263,8 @@ def _part(value: str) -> str:
 
 def _output_cap(ctx: RequestContext, default: int) -> int:
     """`max_completion_tokens` or `max_tokens` from the request, else `default`."""
-    head: Any = ctx.body
-    raw = getattr(head, "max_completion_tokens", None) or getattr(head, "max_tokens", None)
-    if raw is None:
-        return default
-    try:
-        value = _decode_int(raw)
-    except msgspec.MsgspecError:
-        return default  # not a number: the provider refuses it, the settle corrects it
-    return value if value > 0 else default
+    cap = ctx.output_cap()
+    return default if cap is None else cap
 
 
 def _refuse_if_zero(limit: int, scope: str, name: str, unit: str) -> None:

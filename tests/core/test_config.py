@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from interlock.core.app import create_app
 from interlock.core.cli import main
-from interlock.core.config import ConfigError, default_config, load_config
+from interlock.core.config import ConfigError, default_config, literal_secrets, load_config
 
 MOCK = '[[providers]]\nname = "mock"\nkind = "mock"\nmodels = ["*"]\n'
 
@@ -127,3 +128,111 @@ def test_repository_plugins_toml_is_valid() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+CANARY = "sk-live-canary-0123456789"
+LITERAL = f"""
+[[providers]]
+name = "openai"
+kind = "openai"
+api_key = "{CANARY}"
+models = ["gpt-4o"]
+
+[[providers]]
+name = "claude"
+kind = "anthropic"
+api_key = "env:INTERLOCK_TEST_ANTHROPIC"
+models = ["claude-sonnet-4-6"]
+"""
+
+
+def test_literal_secrets_are_found_by_table_and_key(tmp_path: Path) -> None:
+    text = (
+        LITERAL
+        + """
+[plugins.auth]
+master_key = "mk-canary"
+signing_key = "env:SIGNING"
+budget_key = ""
+key = "tenant"
+header = "x-api-key"
+
+[plugins.auth.upstream]
+service_key = "svc-canary"
+
+[[plugins.auth.static]]
+api_key = "vk-canary-1"
+
+[[plugins.auth.static]]
+api_key = "env:VK_2"
+
+[plugins.redaction.actions]
+api_key = "redact"
+aws_key = "tokenize"
+private_key = "block"
+"""
+    )
+    config = load_config(write(tmp_path, text))
+    assert literal_secrets(config) == [
+        "[plugins.auth.static] key `api_key`",
+        "[plugins.auth.upstream] key `service_key`",
+        "[plugins.auth] key `master_key`",
+        "[providers 'openai'] key `api_key`",
+    ]
+    assert literal_secrets(load_config(write(tmp_path, MOCK))) == []
+    # The repository's own plugins.toml (every plugin's settings) holds no literal secret.
+    assert literal_secrets(load_config(Path(__file__).resolve().parents[2] / "plugins.toml")) == []
+
+
+def test_check_config_warns_about_literal_secrets_without_the_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, LITERAL + f'[store]\nurl = "sqlite:///{tmp_path}/x.db"\n')
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "ok; providers: openai" in out
+    assert err.splitlines() == [
+        f"interlock: warning: {path}: [providers 'openai'] key `api_key`: a literal secret; "
+        "write env:NAME and set the variable NAME instead"
+    ]
+    assert CANARY not in out + err
+
+
+async def test_serve_warns_about_literal_secrets_at_start_up(tmp_path: Path) -> None:
+    """The warning is one of the operator's lines on stderr, before the server runs
+    (JSON, as every line `serve` prints with the default log format)."""
+    import asyncio
+    import os
+    import signal
+
+    from tests.core.test_cli import RUNNING
+    from tests.support import GUARD
+
+    path = write(tmp_path, LITERAL + f'[store]\nurl = "sqlite:///{tmp_path}/x.db"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "interlock.core.cli",
+        "serve",
+        "--config",
+        str(path),
+        "--port",
+        "0",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    assert proc.stderr is not None
+    before: list[bytes] = []
+    while not before or not RUNNING.search(before[-1]):
+        line = await asyncio.wait_for(proc.stderr.readline(), GUARD)
+        assert line, b"".join(before).decode()
+        before.append(line)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), GUARD)
+    lines = [msgspec.json.decode(line) for line in before if line.startswith(b"{")]
+    [warning] = [line for line in lines if line["event"] == "literal_secret"]
+    assert warning["level"] == "warning"
+    assert warning["where"] == "[providers 'openai'] key `api_key`"
+    assert CANARY.encode() not in b"".join(before) + stdout + stderr

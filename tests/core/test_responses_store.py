@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from interlock.core import responses_store
 from interlock.core.errors import GatewayError
-from interlock.core.responses_store import ResponsesStore
+from interlock.core.inbound_responses import store as responses_store
+from interlock.core.inbound_responses.store import ResponsesStore
 from interlock.core.store import Store, open_store
 from tests.core.test_store import pg_url, url  # noqa: F401  (fixtures: both stores)
 

@@ -1,5 +1,5 @@
 """The Responses request in canonical terms, and its answer back: every rule the
-translation's docstring states (core/inbound_responses_request.py), one test each, and
+translation's docstring states (core/inbound_responses.request.py), one test each, and
 the errors a client gets for what cannot be carried."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from interlock.core.context import Usage
 from interlock.core.errors import GatewayError
-from interlock.core.inbound_responses_request import translate
+from interlock.core.inbound_responses.request import translate
 from tests.providers.test_golden import collect, events_of, feed
 from tests.providers.test_responses_golden import RESPONSES, responses_context
 

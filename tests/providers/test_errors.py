@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from interlock.core.config import ProviderConfig
+from interlock.core.errors import upstream_error
 from interlock.core.providers.anthropic import AnthropicProvider
-from interlock.core.providers.base import HttpProvider, upstream_error
+from interlock.core.providers.base import HttpProvider
 from interlock.core.providers.gemini import GeminiProvider
 from tests.providers.upstreams import ANTHROPIC, GEMINI, UPSTREAM_KEY, install
 from tests.support import Reply, run_gateway

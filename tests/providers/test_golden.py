@@ -20,7 +20,7 @@ import pytest
 from interlock.core.config import ProviderConfig
 from interlock.core.context import ChatHead, RequestContext, Usage
 from interlock.core.inbound_anthropic import AnthropicMessages
-from interlock.core.inbound_anthropic_request import canonical_request
+from interlock.core.inbound_anthropic.request import canonical_request
 from interlock.core.providers.anthropic import AnthropicProvider
 from interlock.core.providers.azure import AzureProvider
 from interlock.core.providers.base import HttpProvider

@@ -354,3 +354,25 @@ path = "{router}"
     sent = msgspec.json.decode(translated.body)
     assert sent["messages"][0] == {"role": "system", "content": REQUEST["system"][0]["text"]}
     assert "thinking" not in sent
+
+
+async def test_count_tokens_never_sends_a_body_past_the_policy_plugins(
+    upstream, tmp_path: Path
+) -> None:
+    """A pre_forward plugin (redaction) would have edited the body; a count does not run
+    pre_forward, so with one enabled the count is an estimate and nothing goes upstream."""
+    fake, url = upstream
+    fake.on("/v1/messages/count_tokens", lambda r: Reply.json({"input_tokens": 4321}))
+    (tmp_path / "redact.py").write_text(
+        "from interlock.core import Plugin, hookimpl\n"
+        "class Redact(Plugin):\n    name = 'redact'\n    @hookimpl\n    def pre_forward(self, ctx):\n"
+        "        ctx.map_texts(lambda t: t.replace('secret', '[X]'))\n"
+    )
+    toml = _config(url, tmp_path) + f'\n[plugins.redact]\npath = "{tmp_path / "redact.py"}"\n'
+    body = {"model": "sonnet", "messages": [{"role": "user", "content": "my secret " * 40}]}
+    async with run_gateway(toml, tmp_path) as gw:
+        async with httpx.AsyncClient() as client:
+            resp = await client.post(f"{gw}/v1/messages/count_tokens", json=body)
+    assert resp.status_code == 200
+    assert resp.json()["input_tokens"] != 4321
+    assert fake.requests == []

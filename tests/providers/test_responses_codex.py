@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from interlock.core import inbound_responses_tools
+from interlock.core.inbound_responses import tools as responses_tools
 from tests.providers.test_golden import events_of, tiny_chunks
 from tests.providers.upstreams import UPSTREAM_KEY
 from tests.support import Recorded, Reply, run_gateway
@@ -252,7 +252,7 @@ async def _codex_turn(upstream: Any, tmp_path: Path, split: bool) -> tuple[Recor
 
 @pytest.fixture(autouse=True)
 def _fresh_notes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inbound_responses_tools, "_noted", set())
+    monkeypatch.setattr(responses_tools, "_noted", set())
 
 
 async def test_codex_turn_reaches_claude_as_a_complete_messages_request(

@@ -20,9 +20,9 @@ import pytest
 from interlock.core.config import ProviderConfig
 from interlock.core.context import RequestContext, Usage
 from interlock.core.inbound_responses import OpenAIResponses
-from interlock.core.inbound_responses_request import canonical_request, translate
+from interlock.core.inbound_responses.request import canonical_request, translate
+from interlock.core.inbound_responses.store import ResponsesStore
 from interlock.core.providers.openai import OpenAIProvider
-from interlock.core.responses_store import ResponsesStore
 from tests.providers.test_golden import FIXTURES, collect, events_of, feed, load
 
 RESPONSES = OpenAIResponses(ResponsesStore(60))

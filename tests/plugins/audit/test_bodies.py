@@ -65,11 +65,14 @@ async def test_answered_requests_keep_no_value(
     upstream, tmp_path: Path, route: str, stream: bool
 ) -> None:
     fake, url = upstream
-    fake.on("/v1/chat/completions", answer)
-    fake.on("/v1/messages", answer)
+    for upstream_path in ("/v1/chat/completions", "/v1/messages", "/v1/responses"):
+        fake.on(upstream_path, answer)
     path = ROUTES[route][0]
+    # A translated /v1/responses turn is kept by the core for `previous_response_id` as
+    # the client sent it (interlock_responses, same store); `store: false` keeps nothing.
+    extra = {"store": False} if route == "responses-translated" else {}
     async with run_gateway(toml(url, tmp_path), tmp_path) as gw, httpx.AsyncClient() as client:
-        resp = await client.post(gw + path, json=body(route, stream=stream), headers=AUTH)
+        resp = await client.post(gw + path, json=body(route, stream=stream, **extra), headers=AUTH)
     assert resp.status_code == 200
     # The client has its own values back...
     assert answer_text(resp, path, stream) == f"Noted: {VALUES['email']}, {VALUES['phone']}."

@@ -27,6 +27,21 @@ from tests.plugins.audit.support import (
 from tests.support import Recorded, Reply, run_gateway, sse
 
 AUTH = {"authorization": f"Bearer {CANARY_KEY}"}
+RESPONSE = {  # OpenAI's Responses API answer, relayed on the native path
+    "id": "resp_1",
+    "object": "response",
+    "status": "completed",
+    "model": "gpt-4o",
+    "output": [
+        {
+            "type": "message",
+            "id": "m",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "hi"}],
+        }
+    ],
+    "usage": {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+}
 HI = [{"role": "user", "content": "hi"}]
 
 
@@ -71,6 +86,7 @@ FATES: list[tuple[str, str, str, dict[str, str], Any, int, str | None]] = [
     ("ok-stream", "POST", "/v1/chat/completions", AUTH, chat(stream=True), 200, None),
     ("ok-anthropic", "POST", "/v1/messages", AUTH, claude(), 200, None),
     ("ok-anthropic-stream", "POST", "/v1/messages", AUTH, claude(stream=True), 200, None),
+    ("ok-responses", "POST", "/v1/responses", AUTH, {"model": "gpt-4o", "input": "hi"}, 200, None),
     ("bad-json", "POST", "/v1/chat/completions", AUTH, b"{not json", 400, "invalid_request_error"),
     ("no-key", "POST", "/v1/chat/completions", {}, chat(), 401, "authentication_error"),
     ("no-key-anthropic", "POST", "/v1/messages", {}, claude(), 401, "authentication_error"),
@@ -90,6 +106,7 @@ FATES: list[tuple[str, str, str, dict[str, str], Any, int, str | None]] = [
 async def test_every_fate_has_exactly_one_record(upstream, tmp_path: Path) -> None:
     fake, url = upstream
     fake.on("/v1/chat/completions", answer)
+    fake.on("/v1/responses", lambda r: Reply.json(RESPONSE))
     async with run_gateway(gateway_toml(url, tmp_path), tmp_path) as gw:
         async with httpx.AsyncClient() as client:
             for rid, method, path, headers, body, status, _ in FATES:
@@ -114,7 +131,10 @@ async def test_every_fate_has_exactly_one_record(upstream, tmp_path: Path) -> No
         record = got[rid]
         assert (record["method"], record["path"]) == (method, path), rid
         assert (record["status"], record["error_type"]) == (status, error), rid
-        assert record["inbound"] == ("anthropic" if path.startswith("/v1/messages") else "openai")
+        assert record["inbound"] == (
+            "anthropic" if path.startswith("/v1/messages")
+            else "responses" if path.startswith("/v1/responses") else "openai"
+        )  # fmt: skip
         authorised = "authorization" in headers and "x-forbid" not in headers
         assert (record["tenant"], record["key_id"]) == (
             ("acme", "key_7") if authorised else (None, None)

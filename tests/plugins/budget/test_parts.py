@@ -136,6 +136,28 @@ def test_the_most_expensive_candidate_counts_and_aliases_are_priced_as_their_mod
     assert worst.cost(_ctx(body, [("up", "my-unpriced-finetune")])) == 0.0
 
 
+def test_a_responses_request_caps_its_output_with_max_output_tokens(worst: WorstCase) -> None:
+    from interlock.core.inbound_responses import OpenAIResponses
+    from interlock.core.inbound_responses.store import ResponsesStore
+
+    raw = msgspec.json.encode({"model": "gpt-4o", "input": "hi", "max_output_tokens": 300})
+    decoded = OpenAIResponses(ResponsesStore(60)).decode(raw, {})
+    ctx = RequestContext(
+        request_id="r",
+        inbound="responses",
+        endpoint="chat",
+        path="/v1/responses",
+        headers={},
+        client=None,
+    )
+    ctx.set_body(decoded.raw, decoded.head)
+    ctx.decision = RoutingDecision([Candidate("up", "gpt-4o")])
+    price = Pricing().price("gpt-4o")
+    assert price is not None
+    prompt = len(raw) // 4
+    assert worst.cost(ctx) == pytest.approx((prompt * price.input + 300 * price.output) / 1e6)
+
+
 # -- the ledger writer ---------------------------------------------------------------------------
 class FlakyStore:
     """A real store whose next `failures` transactions fail, as a locked database would."""

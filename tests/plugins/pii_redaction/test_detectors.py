@@ -108,6 +108,7 @@ def test_ip_addresses_that_point_at_someone() -> None:
     assert found("AAAA 2001:db8:85a3::8a2e:370:7334") == [
         ("ip_address", "2001:db8:85a3::8a2e:370:7334")
     ]
+    assert found("from 2001:db8:4006:812::200e.") == [("ip_address", "2001:db8:4006:812::200e")]
     # loopback, unspecified, link-local, CIDR notation, impossible octets, versions
     quiet = "127.0.0.1 0.0.0.0 ::1 fe80::1:2:3 10.0.0.0/8 256.1.1.1 v1.2.3.4 [::]:8443"
     assert found(quiet) == []
@@ -154,6 +155,8 @@ def test_emails() -> None:
     assert found("mail a.b+tag@mail.example.co.uk.") == [("email", "a.b+tag@mail.example.co.uk")]
     quiet = "@decorator user@localhost git@github.com:acme/x.git logo@2x.png pkg@1.2.3"
     assert found(quiet) == []
+    assert found("git@gitlab.example.com:~/repo and git@host.example.org:x.git") == []
+    assert found("curl -u ops@ci.example.com:s3cret") == [("email", "ops@ci.example.com")]
 
 
 def test_secrets() -> None:

@@ -33,11 +33,14 @@ SYSTEM = f"You help {VALUES['email']}. Their card is {VALUES['credit_card']}."
 USER = " ".join(f"{kind}: {value}." for kind, value in VALUES.items())
 PLACEHOLDER = re.compile(r"\[[A-Z_]+_\d+\]")
 
-# Route: (inbound path, model). "sonnet" goes to the Anthropic provider (native path).
+# Route: (inbound path, model). "sonnet" goes to the Anthropic provider (native path
+# for /v1/messages), "gpt-4o" to the OpenAI one (native path for /v1/responses).
 ROUTES = {
     "openai": ("/v1/chat/completions", "gpt-4o"),
     "anthropic-translated": ("/v1/messages", "gpt-4o"),
     "anthropic-native": ("/v1/messages", "sonnet"),
+    "responses-native": ("/v1/responses", "gpt-4o"),
+    "responses-translated": ("/v1/responses", "sonnet"),
 }
 
 
@@ -64,6 +67,14 @@ models = ["sonnet"]
 
 def body(route: str, *, stream: bool = False, **extra: Any) -> dict[str, Any]:
     path, model = ROUTES[route]
+    if path == "/v1/responses":
+        return {
+            "model": model,
+            "stream": stream,
+            "instructions": SYSTEM,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": USER}]}],
+            **extra,
+        }
     if path == "/v1/messages":
         return {
             "model": model,
@@ -121,14 +132,60 @@ def message(text: str) -> dict[str, Any]:
     }
 
 
+def response(text: str, status: str = "completed") -> dict[str, Any]:
+    """A Responses API answer (OpenAI's own shape, as the native path relays it)."""
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {
+        "type": "message",
+        "id": "msg_1",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "status": status,
+        "model": "gpt-4o",
+        "output": [item] if status == "completed" else [],
+        "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+        if status == "completed"
+        else None,
+    }
+
+
 def _anthropic_event(name: str, doc: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: ".encode() + json.dumps(doc).encode() + b"\n\n"
+
+
+def _responses_events(text: str) -> list[bytes]:
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    docs: list[dict[str, Any]] = [
+        {"type": "response.created", "response": response("", "in_progress")},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"type": "message", "id": "msg_1", "role": "assistant", "content": []},
+        },
+        *({"type": "response.output_text.delta", **where, "delta": c} for c in text),
+        {"type": "response.output_text.done", **where, "text": text},
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": response(text)["output"][0],
+        },
+        {"type": "response.completed", "response": response(text)},
+    ]
+    return [_anthropic_event(d["type"], {**d, "sequence_number": i}) for i, d in enumerate(docs)]
 
 
 async def _one_char_per_event(rec: Recorded) -> AsyncIterator[bytes]:
     """The echo streamed one character per event, events cut into odd network chunks."""
     text = echo_text(rec)
-    if rec.path == "/v1/messages":
+    if rec.path == "/v1/responses":
+        events = _responses_events(text)
+    elif rec.path == "/v1/messages":
         events = [
             _anthropic_event(
                 "message_start",
@@ -199,6 +256,8 @@ def answer(rec: Recorded) -> Reply:
     if json.loads(rec.body).get("stream"):
         return Reply.sse(_one_char_per_event(rec))
     text = echo_text(rec)
+    if rec.path == "/v1/responses":
+        return Reply.json(response(text))
     return Reply.json(message(text) if rec.path == "/v1/messages" else completion(text))
 
 
@@ -209,7 +268,12 @@ def streamed_text(raw: bytes, path: str) -> str:
         if not data.startswith(b"{"):
             continue
         doc = json.loads(data)
-        if path == "/v1/messages":
+        if path == "/v1/responses":
+            if doc.get("type") == "response.output_text.delta":
+                out.append(doc["delta"])
+            elif doc.get("type") == "response.completed":  # the whole answer again
+                assert doc["response"]["output"][0]["content"][0]["text"] == "".join(out)
+        elif path == "/v1/messages":
             if doc.get("type") == "content_block_delta":
                 out.append(doc["delta"]["text"])
         else:
@@ -222,6 +286,8 @@ def answer_text(resp: httpx.Response, path: str, stream: bool) -> str:
     if stream:
         return streamed_text(resp.content, path)
     doc = resp.json()
+    if path == "/v1/responses":
+        return str(doc["output"][0]["content"][0]["text"])
     if path == "/v1/messages":
         return "".join(b["text"] for b in doc["content"] if b["type"] == "text")
     return str(doc["choices"][0]["message"]["content"])
@@ -233,14 +299,18 @@ async def test_no_value_reaches_the_provider_and_tokens_come_back(
     upstream, tmp_path: Path, route: str, stream: bool
 ) -> None:
     fake, url = upstream
-    fake.on("/v1/chat/completions", answer)
-    fake.on("/v1/messages", answer)
+    for upstream_path in ("/v1/chat/completions", "/v1/messages", "/v1/responses"):
+        fake.on(upstream_path, answer)
     path = ROUTES[route][0]
     async with run_gateway(toml(url), tmp_path) as gw, httpx.AsyncClient() as client:
         resp = await client.post(gw + path, json=body(route, stream=stream))
     assert resp.status_code == 200, resp.text
     (got,) = fake.requests
-    assert got.path == ("/v1/messages" if route == "anthropic-native" else "/v1/chat/completions")
+    assert got.path == {
+        "anthropic-native": "/v1/messages",
+        "responses-translated": "/v1/messages",
+        "responses-native": "/v1/responses",
+    }.get(route, "/v1/chat/completions")
     for kind, value in VALUES.items():
         assert encoded(value) not in got.body, kind
     # The defaults: emails and phones tokenized, cards and IBANs masked, the rest redacted.

@@ -212,3 +212,66 @@ def test_complete_answers_in_both_formats() -> None:
 
 def test_a_body_without_placeholders_is_left_alone() -> None:
     assert restore_body(b'{"content": "[not one] of ours [EMAIL_9]"}', vault()) is None
+
+
+def responses_stream(pieces: list[str], arguments: list[str]) -> list[bytes]:
+    """OpenAI Responses events: a message item from `pieces`, then a function call
+    whose arguments arrive as `arguments`; sequence numbers as OpenAI sends them."""
+    text, args = "".join(pieces), "".join(arguments)
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "send"}
+    final = {
+        "output": [
+            {"type": "message", "id": "msg_1", "content": [{"type": "output_text", "text": text}]},
+            {**call, "arguments": args},
+        ]
+    }
+    docs: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"output": []}},
+        *({"type": "response.output_text.delta", **where, "delta": p} for p in pieces),
+        {"type": "response.output_text.done", **where, "text": text},
+        {"type": "response.output_item.done", "output_index": 0, "item": final["output"][0]},
+        *(
+            {
+                "type": "response.function_call_arguments.delta",
+                "item_id": "fc_1",
+                "output_index": 1,
+                "delta": a,
+            }
+            for a in arguments
+        ),
+        {
+            "type": "response.function_call_arguments.done",
+            "item_id": "fc_1",
+            "output_index": 1,
+            "arguments": args,
+        },
+        {"type": "response.completed", "response": final},
+    ]
+    return [event(d["type"], {**d, "sequence_number": i}) for i, d in enumerate(docs)]
+
+
+@pytest.mark.parametrize("pieces", cuts(ANSWER))
+async def test_responses_native_stream_split_anywhere(pieces: list[str]) -> None:
+    arguments = '{"to": "[EMAIL_1]", "note": "[PRIVATE_KEY_1]"}'
+    out = await run(
+        StreamRestorer(vault(), "responses"),
+        responses_stream(pieces, [arguments[:9], arguments[9:21], arguments[21:]]),
+    )
+    docs = [json.loads(raw.split(b"\ndata: ", 1)[1]) for raw in b"".join(out).split(b"\n\n") if raw]
+    deltas = "".join(d["delta"] for d in docs if d["type"] == "response.output_text.delta")
+    args = "".join(
+        d["delta"] for d in docs if d["type"] == "response.function_call_arguments.delta"
+    )
+    assert deltas == RESTORED
+    assert json.loads(args) == {"to": EMAIL, "note": ODD}
+    (done,) = [d for d in docs if d["type"] == "response.output_text.done"]
+    assert done["text"] == RESTORED
+    (final,) = [d for d in docs if d["type"] == "response.completed"]
+    assert final["response"]["output"][0]["content"][0]["text"] == RESTORED
+    assert json.loads(final["response"]["output"][1]["arguments"]) == {"to": EMAIL, "note": ODD}
+    # every delta of the message comes before its `done`
+    kinds = [d["type"] for d in docs]
+    assert kinds.index("response.output_text.done") > max(
+        i for i, k in enumerate(kinds) if k == "response.output_text.delta"
+    )

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from .errors import GatewayError
-from .logging import get_logger
+from ..errors import GatewayError
+from ..logging import get_logger
 
 __all__ = ["Origin", "Tools", "bad", "field_error", "note", "tool_choice"]
 

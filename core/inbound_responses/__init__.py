@@ -6,14 +6,14 @@ metadata; a bad field is a 400 naming it, in OpenAI's error shape) and keeps the
 bytes (`ctx.wire == "responses"`). Served by an `openai` or `azure` provider it is not
 translated at all: the bytes go upstream and the provider's Response object and events
 come back untouched (providers/openai_responses.py reads the usage). For any other
-provider core/wire.py translates it (inbound_responses_request.py, which documents what
+provider core/wire.py translates it (inbound_responses.request.py, which documents what
 is carried, dropped and refused) and the canonical answer comes back as a Response
-object, a canonical stream as the Responses event sequence (inbound_responses_stream.py).
+object, a canonical stream as the Responses event sequence (inbound_responses.stream.py).
 
 Conversation state: `store: false` is honoured everywhere (Codex CLI sends it with the
 whole history each turn). On the native path `previous_response_id` and
 `GET`/`DELETE /v1/responses/{id}` are OpenAI's business. On a translated path the
-gateway keeps what OpenAI would (responses_store.py): the answer's id starts with
+gateway keeps what OpenAI would (store.py): the answer's id starts with
 `resp_gw`, and a later request naming it as `previous_response_id` has the stored turns
 put back in front of its `input` before anything else sees it, whichever provider then
 serves it. A `previous_response_id` the gateway does not have, or another tenant's, is a
@@ -29,10 +29,12 @@ from typing import Any
 
 import msgspec
 
-from .context import ChatHead, Endpoint, Inbound, RequestContext
-from .errors import GatewayError, openai_error_body
-from .inbound import Decoded, invalid_request
-from .inbound_responses_object import (
+from ..context import ChatHead, Endpoint, Inbound, RequestContext
+from ..errors import GatewayError, openai_error_body
+from ..inbound import Decoded, invalid_request
+from ..logging import get_logger
+from ..sse import format_event
+from .answer import (
     call_item,
     error_object,
     item_id,
@@ -40,11 +42,9 @@ from .inbound_responses_object import (
     outcome,
     response_object,
 )
-from .inbound_responses_request import TURN, Turn, turn_of
-from .inbound_responses_stream import ResponsesStream
-from .logging import get_logger
-from .responses_store import ResponsesStore, is_gateway_id, tenant_of
-from .sse import format_event
+from .request import TURN, Turn, turn_of
+from .store import ResponsesStore, is_gateway_id, tenant_of
+from .stream import ResponsesStream
 
 __all__ = ["OpenAIResponses", "ResponsesHead"]
 
@@ -67,6 +67,7 @@ class _Head(msgspec.Struct):
     store: bool | None = None
     previous_response_id: str | None = None
     metadata: msgspec.Raw = None  # type: ignore[assignment]
+    max_output_tokens: Any = None  # for rate_limit and budget (RequestContext.output_cap)
 
 
 class _Function(msgspec.Struct):
@@ -136,6 +137,7 @@ class OpenAIResponses:
             input=given,
             store=head.store,
             previous_response_id=head.previous_response_id,
+            max_tokens=head.max_output_tokens,
         )
         return Decoded(decoded, raw, head.stream, False, "responses")
 

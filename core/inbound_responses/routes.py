@@ -1,7 +1,7 @@
 """`GET` and `DELETE /v1/responses/{id}`: one stored response, fetched or deleted.
 
 A `resp_gw…` id is one the gateway answered by translation and keeps itself
-(responses_store.py), looked up for the caller's tenant only; any other id is OpenAI's,
+(store.py), looked up for the caller's tenant only; any other id is OpenAI's,
 and the request is forwarded to the first configured provider that speaks the Responses
 API natively (`openai` or `azure`), with that provider's key. Under `/v1/`, so the
 lifecycle has run `pre_auth` and will run `post_response`; errors are OpenAI's shape.
@@ -15,10 +15,10 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .responses_store import is_gateway_id, not_found, tenant_of
+from .store import is_gateway_id, not_found, tenant_of
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from ..app import Gateway
 
 __all__ = ["ResponsesRoutes"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import msgspec
 
-from .context import RequestContext, Usage
-from .errors import GatewayError
-from .inbound_responses_request import Turn
-from .inbound_responses_tools import Origin
+from ..context import RequestContext, Usage
+from ..errors import GatewayError
+from .request import Turn
+from .tools import Origin
 
 __all__ = [
     "DEFAULT_ECHO",

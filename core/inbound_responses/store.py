@@ -19,12 +19,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import GatewayError
-from .store import Migration
+from ..errors import GatewayError
+from ..store import Migration
 
 if TYPE_CHECKING:
-    from .context import RequestContext
-    from .store import Store
+    from ..context import RequestContext
+    from ..store import Store
 
 __all__ = ["GATEWAY_PREFIX", "MIGRATIONS", "ResponsesStore", "is_gateway_id", "tenant_of"]
 

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from .errors import GatewayError
+from ..errors import GatewayError
+from ..validate import MaxTokens, Probability, check_model
 
 __all__ = ["canonical_request"]
 
@@ -80,12 +81,12 @@ class _Metadata(msgspec.Struct):
 class _Request(msgspec.Struct):
     model: str
     messages: list[_Message]
-    max_tokens: int
+    max_tokens: MaxTokens
     system: str | list[_Text] | None = None
     stream: bool = False
     stop_sequences: list[str] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: Probability | None = None  # Anthropic's range is 0..1
+    top_p: Probability | None = None
     tools: list[_Tool] | None = None
     tool_choice: _ToolChoice | None = None
     metadata: _Metadata | None = None
@@ -195,6 +196,7 @@ def validate_request(raw: bytes) -> _Request:
     """The request's known fields, type-checked (unknown fields are skipped, not lost:
     the native path forwards the original bytes); raises msgspec's error on a bad field."""
     request = _decode_request(raw)
+    check_model(request.model)
     if not request.messages:
         raise GatewayError(
             400, "invalid_request_error", "`messages` must not be empty", param="messages"

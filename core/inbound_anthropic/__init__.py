@@ -26,12 +26,13 @@ from typing import Any
 
 import msgspec
 
-from .context import ChatHead, Endpoint, Inbound, RequestContext, Usage
-from .errors import GatewayError, UpstreamError, anthropic_error_body
-from .inbound import Decoded, invalid_request
-from .inbound_anthropic_request import canonical_request, validate_request
-from .providers.base import scrub
-from .sse import EventSplitter, format_event, parse_event
+from ..context import ChatHead, Endpoint, Inbound, RequestContext, Usage
+from ..errors import GatewayError, UpstreamError, anthropic_error_body, scrub
+from ..inbound import Decoded
+from ..providers.base import estimate_tokens
+from ..sse import EventSplitter, format_event, parse_event
+from ..validate import check_body, invalid_request
+from .request import validate_request
 
 __all__ = ["AnthropicMessages"]
 
@@ -117,10 +118,11 @@ class AnthropicMessages:
         """Validate the known fields and keep the body as the client sent it: an
         `anthropic` provider gets these bytes (core/wire.py translates them only for
         another provider), so unknown fields such as `thinking` are never lost."""
+        check_body(raw)
         try:
             request = validate_request(raw)
             head = _decode_head(raw)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:
             raise invalid_request(exc) from None
         head.stream = request.stream
         return Decoded(head, raw, request.stream, False, "anthropic")
@@ -170,17 +172,20 @@ class AnthropicMessages:
     def count_tokens(self, raw: bytes) -> bytes:
         """`POST /v1/messages/count_tokens`: `{"input_tokens": N}` for a Messages request.
 
-        An estimate (about four characters a token, counted over the translated request:
-        system, messages and tools), since the upstream may not be Anthropic and no
-        provider tokenizer runs in the gateway. Bad input is a 400 like /v1/messages.
+        An estimate, since the upstream may not be Anthropic and no provider tokenizer
+        runs in the gateway: the one rule of `estimate_tokens` (about four characters a
+        token) over the request as the client sent it, which is how the gateway holds a
+        /v1/messages request, so it is the count `estimate_prompt_tokens` gives that
+        request. Bad input is a 400 like /v1/messages.
         """
+        check_body(raw)
         try:
             top = _decode_top(raw)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:
             raise invalid_request(exc) from None
         top.setdefault("max_tokens", msgspec.Raw(b"1"))  # counting requests carry none
-        canonical, _ = canonical_request(_encode(top))
-        return _encode({"input_tokens": max(1, (len(canonical) + 3) // 4)})
+        self.decode(_encode(top), {})  # the same checks as /v1/messages
+        return _encode({"input_tokens": estimate_tokens(raw)})
 
     def stream_error(self, err: GatewayError) -> bytes:
         return format_event(anthropic_error_body(err), "error")

@@ -26,9 +26,10 @@ from typing import Any
 
 import msgspec
 
-from .context import RequestContext
-from .errors import GatewayError, ReportedInStream, UpstreamError
-from .inbound_responses_object import (
+from ..context import RequestContext
+from ..errors import GatewayError, ReportedInStream, UpstreamError, scrub
+from ..sse import EventSplitter, format_event, parse_event
+from .answer import (
     call_item,
     custom_input,
     error_object,
@@ -37,9 +38,7 @@ from .inbound_responses_object import (
     outcome,
     response_object,
 )
-from .inbound_responses_request import Turn
-from .providers.base import scrub
-from .sse import EventSplitter, format_event, parse_event
+from .request import Turn
 
 __all__ = ["ResponsesStream", "Save"]
 

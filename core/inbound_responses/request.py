@@ -37,10 +37,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from .context import RequestContext
-from .inbound import invalid_request
-from .inbound_responses_tools import Origin, Tools, bad, field_error, note, tool_choice
-from .responses_store import GATEWAY_PREFIX, not_found
+from ..context import RequestContext
+from ..inbound import invalid_request
+from .store import GATEWAY_PREFIX, not_found
+from .tools import Origin, Tools, bad, field_error, note, tool_choice
 
 __all__ = ["TURN", "Turn", "canonical_request", "translate", "turn_of"]
 
