@@ -320,6 +320,11 @@ def main() -> None:
     for line in audit + pii:
         print(line)
     _policy(args.n)
+    with tempfile.TemporaryDirectory() as tmp:
+        from bench.plugin_costs import counters_rows
+
+        for line in counters_rows(run, args.n, Path(tmp)):
+            print(line, flush=True)
 
 
 def _policy(n: int) -> None:
