@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from ..chunks import CanonicalCall, CanonicalChoice, CanonicalFunction, CanonicalMessage
 from ..context import ChatHead, Endpoint, Inbound, RequestContext, Usage
 from ..errors import GatewayError, UpstreamError, anthropic_error_body, scrub
 from ..inbound import Decoded
@@ -65,26 +66,10 @@ def _message_id(ident: str, ctx: RequestContext) -> str:
     return ident if ident.startswith("msg_") else "msg_" + (ident or ctx.request_id)
 
 
-class _Function(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _Call(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    function: _Function | None = None
-
-
-class _OutMessage(msgspec.Struct):
-    content: str | None = None
-    tool_calls: list[_Call] | None = None
-
-
-class _Choice(msgspec.Struct):
-    message: _OutMessage | None = None
-    delta: _OutMessage | None = None
-    finish_reason: str | None = None
+_Function = CanonicalFunction
+_Call = CanonicalCall
+_OutMessage = CanonicalMessage
+_Choice = CanonicalChoice
 
 
 class _StreamError(msgspec.Struct):

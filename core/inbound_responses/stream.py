@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from ..chunks import CanonicalCall, CanonicalChoice, CanonicalFunction, CanonicalMessage
 from ..context import RequestContext
 from ..errors import GatewayError, ReportedInStream, UpstreamError, scrub
 from ..sse import EventSplitter, format_event, parse_event
@@ -46,25 +47,10 @@ _encode = msgspec.json.Encoder().encode
 Save = Callable[[RequestContext, Turn, bytes, list[dict[str, Any]]], Awaitable[None]]
 
 
-class _Function(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _Call(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    function: _Function | None = None
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-    tool_calls: list[_Call] | None = None
-
-
-class _Choice(msgspec.Struct):
-    delta: _Delta | None = None
-    finish_reason: str | None = None
+_Function = CanonicalFunction
+_Call = CanonicalCall
+_Delta = CanonicalMessage
+_Choice = CanonicalChoice
 
 
 class _StreamError(msgspec.Struct):
