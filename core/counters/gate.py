@@ -12,6 +12,8 @@ adjustments (`defer_settle`) and the last takes them (`take_settles`) into its o
 settle call, so a request costs one round trip before it is forwarded and at most one
 after (shared with concurrent requests, core/counters/settle.py).
 
+On in-process counters (`memory.in_process`) `check_now` does the same as a plain call.
+
 The gate lives in `ctx.state[KEY]` for the length of the request. A plugin defers only
 when it knows a plugin later in plugins.toml order will check the gate; if a plugin in
 between answers or refuses the request, the deferred checks are never sent (nothing was
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import Adjustment, Check, CheckResult, Counters, RateResult, Reservation
+from .memory import MemoryCounters
 
 __all__ = ["KEY", "Deferred", "Gate"]
 
@@ -63,7 +66,18 @@ class Gate:
             return await counters.check(checks)
         mine = len(self.checks)
         self.checks.extend(checks)
-        result = await counters.check(self.checks)
+        return self._answer(await counters.check(self.checks), mine)
+
+    def check_now(self, counters: MemoryCounters, checks: Sequence[Check]) -> CheckResult:
+        """`check` on in-process counters (`memory.in_process`), as a plain call."""
+        if not self.callbacks:
+            return counters.check_now(checks)
+        mine = len(self.checks)
+        self.checks.extend(checks)
+        return self._answer(counters.check_now(self.checks), mine)
+
+    def _answer(self, result: CheckResult, mine: int) -> CheckResult:
+        """Run the deferred callbacks on their part of `result`; the part from `mine` on."""
         callbacks, self.callbacks, self.checks = self.callbacks, [], []
         for start, end, callback in callbacks:
             callback(result.results[start:end], result.allowed)

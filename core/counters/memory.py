@@ -21,16 +21,18 @@ from . import (
     Check,
     CheckResult,
     CounterError,
+    RateAdjust,
     RateCheck,
     RateResult,
     Reservation,
+    ReserveCheck,
     Settle,
     check_batch,
     check_rate_args,
     check_ttl,
 )
 
-__all__ = ["MemoryCounters"]
+__all__ = ["MemoryCounters", "in_process"]
 
 _TOLERANCE = 1e-9  # relative: float noise never refuses an exact fit nor admits a whole unit
 _MIN_SWEEP = 1024  # writes between sweeps of expired keys, at least
@@ -45,6 +47,14 @@ def _ceil_us(seconds: float) -> float:
 
 def _fits(used: float, limit: float) -> bool:
     return used <= limit + _TOLERANCE * max(1.0, abs(limit))
+
+
+def in_process(counters: object) -> MemoryCounters | None:
+    """`counters` when they are exactly `MemoryCounters`, whose batch calls the policy
+    plugins then make as plain calls (`check_now`, `adjust_now`: no coroutine per
+    request); None for Redis and for any wrapper or subclass (tests that count or fail
+    calls), which keep the awaited interface."""
+    return counters if type(counters) is MemoryCounters else None
 
 
 class MemoryCounters:
@@ -145,69 +155,128 @@ class MemoryCounters:
 
     # -- batches -------------------------------------------------------------------------
     async def check(self, checks: Sequence[Check]) -> CheckResult:
-        # On every request: one pass that reads and judges, a second that writes only
-        # when everything fitted; arguments are validated where they are read.
-        if len(checks) > 1 and len({c.key for c in checks}) != len(checks):
+        return self.check_now(checks)
+
+    async def adjust(self, adjustments: Sequence[Adjustment]) -> list[float]:
+        return self.adjust_now(adjustments)
+
+    def check_now(self, checks: Sequence[Check]) -> CheckResult:
+        """`check` as a plain call: the policy plugins run it on every request, and on
+        these counters an awaited coroutine would only add its own cost (`in_process`).
+
+        One pass reads and judges every limit, noting what it would write; the writes
+        happen only when everything fitted. Arguments are validated where they are read
+        (a bad one raises ValueError, like `check_batch`), and the level and number
+        reads of `_level` / `_number` are inlined: this runs for each limit of each
+        request."""
+        count = len(checks)
+        if count > 1 and len({c.key for c in checks}) != count:
             check_batch(checks)  # raises: a key twice
         now = self._clock()
+        values = self._values
+        expires = self._expires
         results: list[RateResult | Reservation] = []
-        before: list[float] = []  # each limit's state without this request
+        # Per check: (key, value to write or None, its expiry or None, the state before).
+        plan: list[tuple[str, _Value | None, float | None, float]] = []
         allowed = True
         for c in checks:
-            if isinstance(c, RateCheck):
-                limit, cost = c.limit, c.cost
-                if limit < 1 or cost < 0 or not c.period_s > 0:
-                    check_rate_args(limit, c.period_s, cost)
-                interval = c.period_s / limit
-                level = self._level(c.key, now, interval)
-                before.append(level)
+            key = c.key
+            if type(c) is RateCheck or (type(c) is not ReserveCheck and isinstance(c, RateCheck)):
+                limit, cost, period_s = c.limit, c.cost, c.period_s
+                if limit < 1 or cost < 0 or not period_s > 0:
+                    check_rate_args(limit, period_s, cost)
+                interval = period_s / limit
+                state = values.get(key)
+                if state is None:
+                    level = 0.0
+                elif type(state) is tuple:
+                    level = state[0] - (now - state[1]) / interval
+                    if level < 0.0:
+                        level = 0.0
+                else:
+                    raise CounterError(f"counter key {key!r} does not hold a rate bucket")
                 tolerance = limit * _TOLERANCE
                 after = level + cost
                 if after <= limit + tolerance:
-                    remaining = math.floor(limit - after + tolerance)
-                    results.append(RateResult(True, limit, remaining, 0.0, after * interval))
+                    reset = after * interval
+                    results.append(
+                        RateResult(True, limit, math.floor(limit - after + tolerance), 0.0, reset)
+                    )
+                    if cost:
+                        plan.append((key, (after, now), now + reset, level))
+                    else:
+                        plan.append((key, None, None, level))
                 else:
                     allowed = False
                     retry = math.inf if cost > limit else _ceil_us((after - limit) * interval)
                     remaining = max(0, math.floor(limit - level + tolerance))
                     results.append(RateResult(False, limit, remaining, retry, level * interval))
+                    plan.append((key, None, None, level))
             else:
-                if c.amount < 0 or (c.ttl_s is not None and not c.ttl_s > 0):
+                amount, ceiling, ttl_s = c.amount, c.limit, c.ttl_s
+                if amount < 0 or (ttl_s is not None and not ttl_s > 0):
                     check_batch((c,))
-                current = self._number(c.key, now)
-                before.append(current)
-                used = current + c.amount
-                if _fits(used, c.limit):
-                    results.append(Reservation(True, used, c.limit))
+                dies = expires.get(key)
+                if dies is not None and dies <= now:
+                    self._drop(key)
+                    dies = None
+                    current = 0.0
+                else:
+                    value = values.get(key)
+                    if value is None:
+                        current = 0.0
+                    elif type(value) is float:
+                        current = value
+                    else:
+                        raise CounterError(f"counter key {key!r} does not hold a number")
+                used = current + amount
+                slack = abs(ceiling)
+                if used <= ceiling + _TOLERANCE * (slack if slack > 1.0 else 1.0):  # _fits
+                    results.append(Reservation(True, used, ceiling))
+                    # A TTL only when the key has none (the window's first write).
+                    ttl = now + ttl_s if ttl_s is not None and dies is None else None
+                    plan.append((key, used, ttl, current))
                 else:
                     allowed = False
-                    results.append(Reservation(False, current, c.limit))
-        if allowed:
-            for c, b in zip(checks, before, strict=True):
-                if isinstance(c, RateCheck):
-                    if c.cost:
-                        self._keep_bucket(c.key, b + c.cost, now, c.period_s / c.limit)
-                else:
-                    self._keep_number(c.key, b + c.amount, now, c.ttl_s)
-            return CheckResult(True, tuple(results))
-        return CheckResult(
-            False,
-            tuple(_unapplied(c, r, b) for c, r, b in zip(checks, results, before, strict=True)),
-        )
+                    results.append(Reservation(False, current, ceiling))
+                    plan.append((key, None, None, current))
+        if not allowed:
+            return CheckResult(
+                False,
+                tuple(
+                    _unapplied(c, r, p[3]) for c, r, p in zip(checks, results, plan, strict=True)
+                ),
+            )
+        writes = 0
+        for key, value, dies, _ in plan:
+            if value is not None:
+                values[key] = value
+                if dies is not None:
+                    expires[key] = dies
+                writes += 1
+        if writes:
+            self._wrote(now, writes)
+        return CheckResult(True, tuple(results))
 
-    async def adjust(self, adjustments: Sequence[Adjustment]) -> list[float]:
+    def adjust_now(self, adjustments: Sequence[Adjustment]) -> list[float]:
+        """`adjust` as a plain call (see `check_now`); applied in order."""
         now = self._clock()
         values: list[float] = []
         for a in adjustments:
-            if isinstance(a, Settle):
-                check_ttl(a.ttl_s)
-                value = self._number(a.key, now) + (a.actual - a.reserved)
+            if type(a) is Settle or (type(a) is not RateAdjust and isinstance(a, Settle)):
+                ttl_s = a.ttl_s
+                if ttl_s is not None and not ttl_s > 0:
+                    check_ttl(ttl_s)
+                key = a.key
+                value = self._number(key, now) + (a.actual - a.reserved)
                 if value < 0.0:
                     value = 0.0
-                self._keep_number(a.key, value, now, a.ttl_s)
+                self._keep_number(key, value, now, ttl_s)
             else:
-                check_rate_args(a.limit, a.period_s, 0)
-                interval = a.period_s / a.limit
+                limit, period_s = a.limit, a.period_s
+                if limit < 1 or not period_s > 0:
+                    check_rate_args(limit, period_s, 0)
+                interval = period_s / limit
                 value = self._level(a.key, now, interval) + a.delta
                 if value > 0.0:
                     self._keep_bucket(a.key, value, now, interval)
@@ -281,8 +350,8 @@ class MemoryCounters:
         self._values.pop(key, None)
         self._expires.pop(key, None)
 
-    def _wrote(self, now: float) -> None:
-        self._writes += 1
+    def _wrote(self, now: float, writes: int = 1) -> None:
+        self._writes += writes
         if self._writes >= self._sweep_after:
             self._sweep(now)
 

@@ -5,7 +5,8 @@ to the real usage in `post_response`, which the core runs before the client rece
 the last byte, so a client that sends its next request after an answer (or after a
 failure that released its reservation) always finds the counters settled.
 
-On `memory://` a settle costs a microsecond and is applied at once. On Redis each would
+On `memory://` a settle costs a microsecond and is applied at once (`settle_now`, a
+plain call, when the counters are exactly `MemoryCounters`). On Redis each would
 be a round trip of its own; instead, settles go into a queue that one background task
 sends as one `adjust` call (one Lua script) while the requests that queued them wait:
 the first settle is sent at once, and every settle that arrives while a call is in
@@ -25,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import Adjustment, CounterError, Counters
+from .memory import MemoryCounters, in_process
 
 __all__ = ["Settler"]
 
@@ -49,6 +51,8 @@ class Settler:
         self._name = name
         self._max_batch = max_batch
         self.inline = counters.url.startswith("memory://")
+        # Exactly MemoryCounters: `settle_now` applies settles without a coroutine.
+        self.memory: MemoryCounters | None = in_process(counters)
         self._queue: list[_Waiting] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -75,6 +79,20 @@ class Settler:
             self._task = self._spawn(self._run(), name=self._name)
         self._wake.set()
         return await asyncio.shield(waiting)  # a cancelled request leaves the batch intact
+
+    def settle_now(self, adjustments: Sequence[Adjustment]) -> list[float] | None:
+        """`settle` as a plain call, when `self.memory` is set (in-process counters: a
+        settle is applied at once, so there is nothing to wait for)."""
+        memory = self.memory
+        assert memory is not None, "settle_now needs in-process counters"
+        if not adjustments:
+            return []
+        self.calls += 1
+        try:
+            return memory.adjust_now(adjustments)
+        except CounterError as exc:
+            self._lost(exc, len(adjustments))
+            return None
 
     async def flush(self) -> None:
         """Wait until every settle queued so far has been sent."""

@@ -12,6 +12,8 @@ import math
 import pytest
 
 from interlock.core.counters import (
+    Adjustment,
+    Check,
     CounterError,
     RateAdjust,
     RateCheck,
@@ -20,6 +22,7 @@ from interlock.core.counters import (
     ReserveCheck,
     Settle,
 )
+from interlock.core.counters.memory import MemoryCounters, in_process
 from interlock.core.counters.redis import RedisCounters
 from tests.core import test_counters as spec
 from tests.core.test_counters import Backend, _closed_port, _drop_prefix, _open_redis, _prefix
@@ -231,3 +234,71 @@ async def test_redis_down_makes_check_and_adjust_raise_counter_error() -> None:
             await c.adjust([Settle("x", 1.0, 0.0)])
     finally:
         await c.close()
+
+
+async def test_on_memory_the_plain_calls_answer_as_check_and_adjust_do() -> None:
+    """`check_now` / `adjust_now` (the policy plugins' calls on memory://) and the awaited
+    `check` / `adjust` give the same answers and leave the same state, refusals too."""
+    clock = spec.FakeClock()
+    awaited, plain = MemoryCounters(clock=clock), MemoryCounters(clock=clock)
+    batches: list[list[Check]] = [
+        [
+            RateCheck("rpm", 3, 60.0),
+            RateCheck("tpm", 100, 60.0, 40),
+            ReserveCheck("usd", 2.0, 5.0, 60.0),
+        ],
+        [
+            RateCheck("rpm", 3, 60.0),
+            RateCheck("tpm", 100, 60.0, 70),
+            ReserveCheck("usd", 2.0, 5.0, 60.0),
+        ],
+        [RateCheck("rpm", 3, 60.0, cost=0), ReserveCheck("usd", 4.0, 5.0, 60.0)],
+        [RateCheck("rpm", 3, 60.0), ReserveCheck("usd", 1.0, 5.0, 60.0)],
+    ]
+    for batch in batches:
+        assert plain.check_now(batch) == await awaited.check(batch)
+        clock.advance(1.0)
+    adjustments: list[Adjustment] = [
+        RateAdjust("tpm", 100, 60.0, -30),
+        Settle("usd", 2.0, 0.5, 60.0),
+    ]
+    assert plain.adjust_now(adjustments) == await awaited.adjust(adjustments)
+    assert plain._values == awaited._values and plain._expires == awaited._expires
+    with pytest.raises(ValueError):
+        plain.check_now([RateCheck("a", 0, 60.0)])
+    with pytest.raises(ValueError):
+        plain.check_now([ReserveCheck("a", -1.0, 5.0)])
+    with pytest.raises(ValueError):
+        plain.check_now([ReserveCheck("a", 1.0, 5.0), ReserveCheck("a", 1.0, 5.0)])
+    with pytest.raises(CounterError):
+        plain.check_now([ReserveCheck("tpm", 1.0, 5.0)])  # a rate bucket, not a number
+
+
+async def test_on_memory_a_reservation_after_its_window_expired_starts_a_new_one() -> None:
+    clock = spec.FakeClock()
+    c = MemoryCounters(clock=clock)
+    assert (await c.check([ReserveCheck("window", 1.0, 10.0, ttl_s=100.0)])).allowed
+    clock.advance(101.0)  # the window ended: its counter is gone...
+    assert (await c.check([ReserveCheck("window", 2.0, 10.0, ttl_s=100.0)])).allowed
+    assert await c.get("window") == 2.0
+    clock.advance(101.0)  # ...and the new window's counter ends too (it got a TTL)
+    assert await c.get("window") == 0.0
+
+
+def test_in_process_is_only_the_exact_memory_counters() -> None:
+    """Wrappers and subclasses (tests counting or failing calls) keep the awaited calls."""
+
+    class Sub(MemoryCounters):
+        pass
+
+    class Wrapper:
+        def __init__(self, inner: MemoryCounters) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+    counters = MemoryCounters()
+    assert in_process(counters) is counters
+    assert in_process(Sub()) is None
+    assert in_process(Wrapper(counters)) is None

@@ -86,3 +86,20 @@ def test_settles_left_by_one_plugin_are_taken_once_by_the_last() -> None:
     assert Gate.of(state).take_settles() == []
     Gate.of(state).defer_settle([Settle("usd", 1.0, 0.5)])
     assert Gate.of(state).take_settles() == [Settle("usd", 1.0, 0.5)]
+
+
+async def test_check_now_on_memory_runs_the_deferred_callbacks_like_check() -> None:
+    counters = MemoryCounters()
+    state: dict[str, Any] = {}
+    seen: list[tuple[tuple[RateResult | Reservation, ...], bool]] = []
+    Gate.of(state).defer([RateCheck("rpm", 5, 60.0)], lambda r, a: seen.append((r, a)))
+    mine = Gate.of(state).check_now(counters, [ReserveCheck("usd", 1.0, 10.0)])
+    assert mine == CheckResult(True, (Reservation(True, 1.0, 10.0),))
+    ((results, applied),) = seen
+    assert applied and [r.remaining for r in results] == [4]  # type: ignore[union-attr]
+    refused = Gate.of(state).check_now(counters, [ReserveCheck("usd", 20.0, 10.0)])
+    assert not refused.allowed and len(seen) == 1  # nothing deferred this time
+    Gate.of(state).defer([RateCheck("rpm", 5, 60.0)], lambda r, a: seen.append((r, a)))
+    assert not Gate.of(state).check_now(counters, [ReserveCheck("usd", 20.0, 10.0)]).allowed
+    assert seen[-1][1] is False  # refused by the budget: the rate limit was not applied
+    assert (await counters.rate("rpm", 5, 60.0, cost=0)).remaining == 4

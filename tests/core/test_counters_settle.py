@@ -128,3 +128,19 @@ async def test_on_memory_a_counters_error_is_logged_not_raised() -> None:
     settler = Settler(counters, spawn, log, name="t")
     assert await settler.settle([Settle("usd", 1.0, 0.0)]) is None
     assert log.lines[0][0] == "counter_settle_failed"
+
+
+async def test_on_memory_settle_now_applies_at_once_and_logs_failures() -> None:
+    counters = MemoryCounters()
+    log = Log()
+    settler = Settler(counters, spawn, log, name="t")
+    assert settler.memory is counters
+    await counters.check([ReserveCheck("usd", 5.0, 10.0)])
+    assert settler.settle_now([Settle("usd", 5.0, 1.25)]) == [1.25]
+    assert await counters.get("usd") == 1.25
+    assert settler.settle_now([]) == []
+    await counters.put("text", "not a number")
+    assert settler.settle_now([Settle("text", 1.0, 0.0)]) is None
+    assert log.lines[0][0] == "counter_settle_failed"
+    wrapped = Counting(counters)
+    assert Settler(wrapped, spawn, log, name="t").memory is None  # type: ignore[arg-type]
