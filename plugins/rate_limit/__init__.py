@@ -33,8 +33,9 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from interlock.core import ConfigError, GatewayError, Plugin, RequestContext, Services, hookimpl
-from interlock.core.counters import CounterError, RateAdjust, RateCheck, RateResult
+from interlock.core.counters import CounterError, RateAdjust, RateCheck
 from interlock.core.counters.gate import Gate
+from interlock.core.counters.memory import in_process
 from interlock.core.counters.settle import Settler
 
 from .headers import duration
@@ -79,7 +80,28 @@ class _Held(msgspec.Struct):
     """What `pre_forward` reserved in tokens, for `post_response` to settle."""
 
     tokens: int
-    keys: list[tuple[str, int]]  # (counter key, limit) of each token limit
+    keys: tuple[tuple[str, int], ...]  # (counter key, limit) of each token limit
+
+
+class _Plan(msgspec.Struct, frozen=True):
+    """The limits of one kind of request (one caller's limits, model and feature), built
+    once (`RateLimit._plan`) instead of on every request: the counter keys, the
+    requests checks themselves (cost 1: the same frozen Struct every time), and where
+    the token checks go (their cost is the request's own)."""
+
+    checks: tuple[RateCheck, ...]  # in order; a token check's cost is set per request
+    tokens_at: tuple[int, ...]  # the positions of the token checks in `checks`
+    what: tuple[_Limit, ...]  # checks[i] limits what[i]
+    held: tuple[tuple[str, int], ...]  # (counter key, limit) of each token limit
+    # Per unit, in the order units first appear: the header names and the checks' positions.
+    headers: tuple[tuple[tuple[str, str, str], tuple[int, ...]], ...]
+    zero: _Limit | None  # the first limit of 0 (an identity may carry it): always refused
+
+
+_PlanKey = tuple[
+    str, str | None, int | None, int | None, int | None, int | None, str | None, str | None
+]
+_MAX_PLANS = 10_000  # callers (tenant, key) x configured models and features; then cleared
 
 
 class RateLimit(Plugin):
@@ -92,6 +114,7 @@ class RateLimit(Plugin):
         _validate(config, services.config.source)
         self.cfg = config
         self.counters = services.counters
+        self.memory = in_process(services.counters)  # plain calls, no coroutine
         self.logger = services.logger
         self.settler = Settler(
             services.counters, services.spawn, services.logger, name="rate_limit-settle"
@@ -101,74 +124,84 @@ class RateLimit(Plugin):
         # round trip for both (core/counters/gate.py).
         order = [entry.name for entry in services.config.plugins if entry.enabled]
         self.defer = "budget" in order and order.index("budget") > order.index(self.name)
+        # Plans by everything they derive from (the config is fixed), so a changed
+        # identity's limits make a new entry; bounded: cleared past _MAX_PLANS.
+        self._plans: dict[_PlanKey, _Plan | None] = {}
 
     # -- before forwarding ---------------------------------------------------------------
     @hookimpl
     async def pre_forward(self, ctx: RequestContext) -> None:
         cfg = self.cfg
         identity = ctx.identity
-        tenant = identity.tenant if identity is not None else cfg.anonymous_tenant
-        base = "rl:" + _part(tenant)
-        scopes: list[tuple[str, str, str, int | None, int | None]] = []
-        if identity is not None:
-            limits = identity.tenant_limits
-            rpm = limits.rpm if limits.rpm is not None else cfg.tenant.rpm
-            tpm = limits.tpm if limits.tpm is not None else cfg.tenant.tpm
+        model = ctx.requested_model if cfg.models and ctx.requested_model in cfg.models else None
+        feature = ctx.tags.get("feature") if cfg.features and ctx.tags else None
+        if feature is not None and feature not in cfg.features:
+            feature = None
+        if identity is None:
+            key: _PlanKey = (cfg.anonymous_tenant, None, None, None, None, None, model, feature)
         else:
-            rpm, tpm = cfg.tenant.rpm, cfg.tenant.tpm
-        if rpm is not None or tpm is not None:
-            scopes.append(("tenant", tenant, base, rpm, tpm))
-        if identity is not None and identity.key_id is not None:
-            limits = identity.key_limits
-            rpm = limits.rpm if limits.rpm is not None else cfg.key.rpm
-            tpm = limits.tpm if limits.tpm is not None else cfg.key.tpm
-            if rpm is not None or tpm is not None:
-                key_id = identity.key_id
-                scopes.append(("key", key_id, f"{base}:k:{_part(key_id)}", rpm, tpm))
-        if cfg.models:
-            rates = cfg.models.get(ctx.requested_model)
-            if rates is not None:
-                model = ctx.requested_model
-                scopes.append(("model", model, f"{base}:m:{_part(model)}", rates.rpm, rates.tpm))
-        if cfg.features and ctx.tags:
-            feature = ctx.tags.get("feature")
-            rates = cfg.features.get(feature) if feature is not None else None
-            if rates is not None and feature is not None:
-                key = f"{base}:f:{_part(feature)}"
-                scopes.append(("feature", feature, key, rates.rpm, rates.tpm))
-        if not scopes:
+            tl, kl = identity.tenant_limits, identity.key_limits
+            key = (identity.tenant, identity.key_id, tl.rpm, tl.tpm, kl.rpm, kl.tpm, model, feature)
+        try:
+            plan = self._plans[key]
+        except KeyError:
+            plan = self._plan(key)
+        if plan is None:
             return
-        await self._check(ctx, scopes)
-
-    async def _check(
-        self, ctx: RequestContext, scopes: list[tuple[str, str, str, int | None, int | None]]
-    ) -> None:
-        checks: list[RateCheck] = []
-        what: list[_Limit] = []
+        if plan.zero is not None:
+            raise _zero_refusal(plan.zero)
+        checks = list(plan.checks)
         tokens = -1
-        held: list[tuple[str, int]] = []
-        for scope, name, key, rpm, tpm in scopes:
-            if rpm is not None:
-                _refuse_if_zero(rpm, scope, name, "requests")
-                checks.append(RateCheck(key + ":r", rpm, PERIOD_S))
-                what.append(_Limit(scope, name, "requests"))
-            if tpm is not None:
-                _refuse_if_zero(tpm, scope, name, "tokens")
-                if tokens < 0:
-                    tokens = self._tokens(ctx)
-                checks.append(RateCheck(key + ":t", tpm, PERIOD_S, min(tokens, tpm)))
-                what.append(_Limit(scope, name, "tokens"))
-                held.append((key + ":t", tpm))
+        if plan.tokens_at:
+            tokens = self._tokens(ctx)
+            for i in plan.tokens_at:
+                check = checks[i]
+                limit = check.limit
+                cost = tokens if tokens < limit else limit  # bigger: reserved at the limit
+                checks[i] = RateCheck(check.key, limit, PERIOD_S, cost)
         if self.defer:  # budget, later in pre_forward, sends these with its own
             Gate.of(ctx.state).defer(
                 checks,
-                lambda results, applied: self._judge(
-                    ctx, results, applied, what, checks, held, tokens
-                ),
+                lambda results, applied: self._judge(ctx, results, applied, plan, checks, tokens),
             )
             return
+        await self._check(ctx, plan, checks, tokens)
+
+    def _plan(self, key: _PlanKey) -> _Plan | None:
+        """The plan of `key` (see `_Plan`), remembered; None when no limit applies."""
+        cfg = self.cfg
+        tenant, key_id, t_rpm, t_tpm, k_rpm, k_tpm, model, feature = key
+        base = "rl:" + _part(tenant)
+        scopes: list[tuple[str, str, str, int | None, int | None]] = []
+        rpm = t_rpm if t_rpm is not None else cfg.tenant.rpm
+        tpm = t_tpm if t_tpm is not None else cfg.tenant.tpm
+        if rpm is not None or tpm is not None:
+            scopes.append(("tenant", tenant, base, rpm, tpm))
+        if key_id is not None:
+            rpm = k_rpm if k_rpm is not None else cfg.key.rpm
+            tpm = k_tpm if k_tpm is not None else cfg.key.tpm
+            if rpm is not None or tpm is not None:
+                scopes.append(("key", key_id, f"{base}:k:{_part(key_id)}", rpm, tpm))
+        if model is not None:
+            rates = cfg.models[model]
+            scopes.append(("model", model, f"{base}:m:{_part(model)}", rates.rpm, rates.tpm))
+        if feature is not None:
+            rates = cfg.features[feature]
+            scopes.append(("feature", feature, f"{base}:f:{_part(feature)}", rates.rpm, rates.tpm))
+        plan = _make_plan(scopes) if scopes else None
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
+    async def _check(
+        self, ctx: RequestContext, plan: _Plan, checks: list[RateCheck], tokens: int
+    ) -> None:
         try:
-            result = await self.counters.check(checks)
+            if self.memory is not None:
+                result = self.memory.check_now(checks)
+            else:
+                result = await self.counters.check(checks)
         except CounterError as exc:
             self._counters_down(exc)
             if self.cfg.on_counter_error == "open":
@@ -183,25 +216,24 @@ class RateLimit(Plugin):
         if self._down:
             self._down = False
             self.logger.info("rate_limit_counters_back")
-        self._judge(ctx, result.results, result.allowed, what, checks, held, tokens)
+        self._judge(ctx, result.results, result.allowed, plan, checks, tokens)
 
     def _judge(
         self,
         ctx: RequestContext,
         results: tuple[Any, ...],
         applied: bool,
-        what: list[_Limit],
+        plan: _Plan,
         checks: list[RateCheck],
-        held: list[tuple[str, int]],
         tokens: int,
     ) -> None:
         """Headers always; 429 when one of our limits refused; the tokens to settle when
         the reservation was applied (a batch another plugin refused applied nothing)."""
-        _add_headers(ctx, results, what)
-        if not all(r.allowed for r in results):
-            raise _refusal(results, what, checks)
-        if applied and held:
-            ctx.state["rate_limit"] = _Held(tokens, held)
+        _add_headers(ctx, results, plan)
+        if not applied and not all(r.allowed for r in results):
+            raise _refusal(results, plan.what, checks)
+        if applied and plan.held:
+            ctx.state["rate_limit"] = _Held(tokens, plan.held)
 
     def _tokens(self, ctx: RequestContext) -> int:
         """The token reservation: the prompt estimate plus the output cap."""
@@ -226,19 +258,54 @@ class RateLimit(Plugin):
         if held is None:
             return
         used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
+        tokens = held.tokens
         adjustments = [
-            RateAdjust(key, limit, PERIOD_S, used - min(held.tokens, limit))
+            RateAdjust(key, limit, PERIOD_S, used - reserved)
             for key, limit in held.keys
-            if used != min(held.tokens, limit)
+            if used != (reserved := tokens if tokens < limit else limit)
         ]
         if self.defer:  # budget settles after us: one call for both
             Gate.of(ctx.state).defer_settle(adjustments)
+        elif self.settler.memory is not None:
+            self.settler.settle_now(adjustments)
         else:
             await self.settler.settle(adjustments)
 
     @hookimpl
     async def shutdown(self, services: Services) -> None:
         await self.settler.close()
+
+
+def _make_plan(scopes: list[tuple[str, str, str, int | None, int | None]]) -> _Plan:
+    """Each scope's requests limit, then its tokens limit, in scope order."""
+    checks: list[RateCheck] = []
+    what: list[_Limit] = []
+    tokens_at: list[int] = []
+    held: list[tuple[str, int]] = []
+    zero: _Limit | None = None
+    for scope, name, key, rpm, tpm in scopes:
+        for unit, limit, suffix in (("requests", rpm, ":r"), ("tokens", tpm, ":t")):
+            if limit is None:
+                continue
+            limited = _Limit(scope, name, unit)  # type: ignore[arg-type]
+            if limit < 1 and zero is None:
+                zero = limited
+            if unit == "tokens":
+                tokens_at.append(len(checks))
+                held.append((key + suffix, limit))
+            checks.append(RateCheck(key + suffix, limit, PERIOD_S))
+            what.append(limited)
+    units: dict[str, list[int]] = {}
+    for i, limited in enumerate(what):
+        units.setdefault(limited.unit, []).append(i)
+    return _Plan(
+        checks=tuple(checks),
+        tokens_at=tuple(tokens_at),
+        what=tuple(what),
+        held=tuple(held),
+        headers=tuple((_NAMES[unit], tuple(at)) for unit, at in units.items()),
+        zero=zero,
+    )
 
 
 def _validate(cfg: RateLimitConfig, source: str) -> None:
@@ -267,14 +334,14 @@ def _output_cap(ctx: RequestContext, default: int) -> int:
     return default if cap is None else cap
 
 
-def _refuse_if_zero(limit: int, scope: str, name: str, unit: str) -> None:
-    if limit < 1:  # an identity may carry 0: nothing is allowed
-        raise GatewayError(
-            429,
-            "rate_limit_exceeded",
-            f"rate limit: the {scope} '{name}' is allowed no {unit} per minute",
-            code="rate_limit_exceeded",
-        )
+def _zero_refusal(limit: _Limit) -> GatewayError:
+    """A limit of 0 (an identity may carry it): nothing is allowed."""
+    return GatewayError(
+        429,
+        "rate_limit_exceeded",
+        f"rate limit: the {limit.scope} '{limit.name}' is allowed no {limit.unit} per minute",
+        code="rate_limit_exceeded",
+    )
 
 
 _NAMES = {
@@ -287,26 +354,28 @@ _NAMES = {
 }
 
 
-def _add_headers(ctx: RequestContext, results: tuple[Any, ...], what: list[_Limit]) -> None:
+def _add_headers(ctx: RequestContext, results: tuple[Any, ...], plan: _Plan) -> None:
     """The tightest requests limit and the tightest tokens limit, OpenAI's way: the one
     with the fewest remaining (on a tie, the longer reset)."""
-    tightest: dict[str, RateResult] = {}
-    for result, limit in zip(results, what, strict=True):
-        best = tightest.get(limit.unit)
-        if (
-            best is None
-            or result.remaining < best.remaining
-            or (result.remaining == best.remaining and result.reset_after_s > best.reset_after_s)
-        ):
-            tightest[limit.unit] = result
-    for unit, result in tightest.items():
-        name_limit, name_remaining, name_reset = _NAMES[unit]
-        ctx.add_header(name_limit, str(result.limit))
-        ctx.add_header(name_remaining, str(result.remaining))
-        ctx.add_header(name_reset, duration(result.reset_after_s))
+    headers = ctx.response_headers  # what ctx.add_header writes, six times per request
+    if headers is None:
+        headers = ctx.response_headers = {}
+    for (name_limit, name_remaining, name_reset), at in plan.headers:
+        best = results[at[0]]
+        for i in at[1:]:
+            result = results[i]
+            if result.remaining < best.remaining or (
+                result.remaining == best.remaining and result.reset_after_s > best.reset_after_s
+            ):
+                best = result
+        headers[name_limit] = str(best.limit)
+        headers[name_remaining] = str(best.remaining)
+        headers[name_reset] = duration(best.reset_after_s)
 
 
-def _refusal(results: tuple[Any, ...], what: list[_Limit], checks: list[RateCheck]) -> GatewayError:
+def _refusal(
+    results: tuple[Any, ...], what: tuple[_Limit, ...], checks: list[RateCheck]
+) -> GatewayError:
     """429 naming the limit that needs the longest wait, and that wait."""
     worst = max(
         (i for i, r in enumerate(results) if not r.allowed),

@@ -299,3 +299,49 @@ async def test_no_limit_no_headers_and_no_counters(
         assert len(gw.gateway.services.counters) == 0
     assert reply.status_code == 200
     assert not any(h in reply.headers for h in HEADERS)
+
+
+async def test_a_callers_changed_limits_apply_on_its_next_request(
+    upstream, fake_clock: FakeClock, tenant: str, tmp_path: Path
+) -> None:
+    """Each caller's checks are built once and remembered, keyed on its limits: new
+    limits from the auth plugin make a new plan, never the old one's."""
+    fake, url = upstream
+    fake.on("/v1/chat/completions", usage_reply())
+    memory = Deployment("memory", "memory://", f"sqlite:///{tmp_path}/g.db", 1)
+    async with gateways(toml(url, memory, RATE_LIMIT), tmp_path) as (gw,):
+        async with httpx.AsyncClient() as client:
+
+            async def call(limits: dict[str, dict[str, float]]) -> httpx.Response:
+                return await post(client, gw, chat_body(), who(tenant, key="k", limits=limits))
+
+            first = await call({"key": {"rpm": 3}})
+            assert first.headers["x-ratelimit-limit-requests"] == "3"
+            second = await call({"key": {"rpm": 5}})
+            assert second.headers["x-ratelimit-limit-requests"] == "5"
+            assert "x-ratelimit-limit-tokens" not in second.headers
+            third = await call({"key": {"rpm": 5, "tpm": 100_000}})
+            assert third.headers["x-ratelimit-limit-tokens"] == "100000"
+            refused = await call({"key": {"rpm": 0}})  # an identity may carry 0
+            assert refused.status_code == 429
+            assert "the key 'k' is allowed no requests per minute" in refused.text
+            assert (await call({"key": {"rpm": 5}})).status_code == 200  # and back
+
+
+async def test_the_remembered_plans_are_bounded(
+    upstream, fake_clock: FakeClock, tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("interlock.plugins.rate_limit._MAX_PLANS", 3)
+    fake, url = upstream
+    fake.on("/v1/chat/completions", usage_reply())
+    memory = Deployment("memory", "memory://", f"sqlite:///{tmp_path}/g.db", 1)
+    limits = {"key": {"rpm": 1}}
+    async with gateways(toml(url, memory, RATE_LIMIT), tmp_path) as (gw,):
+        async with httpx.AsyncClient() as client:
+            for i in range(10):
+                reply = await post(client, gw, chat_body(), who(tenant, key=f"k{i}", limits=limits))
+                assert reply.status_code == 200
+                assert len(gw.plugin("rate_limit")._plans) <= 3
+            # A forgotten plan is rebuilt the same: k0's one request a minute is used up.
+            again = await post(client, gw, chat_body(), who(tenant, key="k0", limits=limits))
+            assert again.status_code == 429
