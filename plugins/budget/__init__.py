@@ -28,6 +28,7 @@ Counter keys: `bg:{period id}:{tenant}[:k:{key}|:f:{feature}|:m:{model}]`.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import defaultdict
 from typing import Any, ClassVar
@@ -35,9 +36,10 @@ from typing import Any, ClassVar
 import msgspec
 
 from interlock.core import GatewayError, Plugin, RequestContext, Services, hookimpl
-from interlock.core.counters import Adjustment, CounterError, Reservation, ReserveCheck, Settle
+from interlock.core.counters import CounterError, Reservation, ReserveCheck, Settle
 from interlock.core.counters.gate import KEY as GATE
 from interlock.core.counters.gate import Gate
+from interlock.core.counters.memory import in_process
 from interlock.core.counters.settle import Settler
 
 from .alerts import Alerts, make_alert
@@ -59,16 +61,32 @@ class _Scope(msgspec.Struct, frozen=True):
     limit: float | None
 
 
+class _Plan(msgspec.Struct, frozen=True):
+    """The budgets of one kind of request in one period (one caller's limits, feature
+    and model), built once (`Budget._plan`) instead of on every request."""
+
+    tenant: str
+    scopes: tuple[_Scope, ...]
+    reserve: tuple[tuple[str, float], ...]  # per scope: (counter key, limit to reserve against)
+    limited: tuple[tuple[int, float], ...]  # (position, limit) of each scope with a limit
+    # (position, limit, soft_threshold * limit) of each scope with a limit above 0
+    soft: tuple[tuple[int, float, float], ...]
+
+
 class _Held(msgspec.Struct):
     """What `pre_forward` reserved, for `post_response` to settle and record."""
 
     period: Period
     started: float  # Unix time
-    tenant: str
-    scopes: list[_Scope]
+    plan: _Plan
     reserved: float
-    used: list[float]  # each counter after the reservation
+    reservations: tuple[Reservation, ...]  # each counter after the reservation (`used`)
     ttl_s: float
+
+
+# tenant, key id, the tenant's and the key's budget from the identity, feature, model
+_PlanKey = tuple[str, str | None, float | None, float | None, str | None, str | None]
+_MAX_PLANS = 10_000  # callers (tenant, key) x configured features and models; then cleared
 
 
 class Budget(Plugin):
@@ -82,6 +100,7 @@ class Budget(Plugin):
         validate(config, services.config.source)
         self.cfg = config
         self.counters = services.counters
+        self.memory = in_process(services.counters)  # plain calls, no coroutine
         self.store = services.store
         self.logger = services.logger
         self.periods = Periods(config.period)
@@ -96,6 +115,11 @@ class Budget(Plugin):
         )
         self.ledger = LedgerWriter(services.store, services.spawn, services.logger)
         self.alerts = Alerts(config, services.counters, services.spawn, services.logger)
+        # The current period's plans by everything they derive from (the config is
+        # fixed), so a changed identity's budgets make a new entry; emptied when the
+        # period changes (its id is in every key) and past _MAX_PLANS.
+        self._plans: dict[_PlanKey, _Plan] = {}
+        self._plans_period: Period | None = None
 
     # -- start-up: the counters from the ledger ------------------------------------------
     @hookimpl
@@ -140,36 +164,40 @@ class Budget(Plugin):
         now = self.periods.clock()
         period = self.periods.current(now)
         identity = ctx.identity
-        tenant = identity.tenant if identity is not None else cfg.anonymous_tenant
-        base = _base(period, tenant)
-        if identity is not None:
-            limit = identity.tenant_limits.budget_usd
-            scopes = [_Scope("tenant", tenant, base, cfg.tenant_usd if limit is None else limit)]
-            key_id = identity.key_id
-            if key_id is not None:
-                limit = identity.key_limits.budget_usd
-                limit = cfg.key_usd if limit is None else limit
-                scopes.append(_Scope("key", key_id, f"{base}:k:{_part(key_id)}", limit))
+        feature = ctx.tags.get("feature") if cfg.features and ctx.tags else None
+        if feature is not None and feature not in cfg.features:
+            feature = None
+        model = ctx.requested_model if cfg.models and ctx.requested_model in cfg.models else None
+        if identity is None:
+            key: _PlanKey = (cfg.anonymous_tenant, None, None, None, feature, model)
         else:
-            scopes = [_Scope("tenant", tenant, base, cfg.tenant_usd)]
-        if cfg.features and ctx.tags:
-            feature = ctx.tags.get("feature")
-            if feature is not None and feature in cfg.features:
-                key = f"{base}:f:{_part(feature)}"
-                scopes.append(_Scope("feature", feature, key, cfg.features[feature]))
-        if cfg.models:
-            model = ctx.requested_model
-            if model in cfg.models:
-                scopes.append(_Scope("model", model, f"{base}:m:{_part(model)}", cfg.models[model]))
+            key = (
+                identity.tenant,
+                identity.key_id,
+                identity.tenant_limits.budget_usd,
+                identity.key_limits.budget_usd,
+                feature,
+                model,
+            )
+        if period is not self._plans_period:
+            self._plans.clear()
+            self._plans_period = period
+        try:
+            plan = self._plans[key]
+        except KeyError:
+            plan = self._plan(period, key)
         cost = self.worst.cost(ctx)
         ttl = period.end - now + _GRACE_S
-        checks = [
-            ReserveCheck(s.key, cost, UNLIMITED if s.limit is None else s.limit, ttl)
-            for s in scopes
-        ]
+        checks = [ReserveCheck(k, cost, limit, ttl) for k, limit in plan.reserve]
         gate: Gate | None = ctx.state.get(GATE)  # rate_limit's checks, when it deferred them
         try:
-            if gate is None:
+            if self.memory is not None:
+                result = (
+                    self.memory.check_now(checks)
+                    if gate is None
+                    else gate.check_now(self.memory, checks)
+                )
+            elif gate is None:
                 result = await self.counters.check(checks)
             else:
                 result = await gate.check(self.counters, checks)
@@ -182,40 +210,76 @@ class Budget(Plugin):
                 "the request was not forwarded",
                 headers={"retry-after": "1"},
             ) from None
-        reservations: list[Any] = list(result.results)
-        remaining: float | None = None
-        for s, r in zip(scopes, reservations, strict=True):
-            if s.limit is not None:
-                left = s.limit - r.used
-                remaining = left if remaining is None or left < remaining else remaining
-        if remaining is not None:
+        reservations: tuple[Any, ...] = result.results
+        if plan.limited:
+            remaining = math.inf
+            for i, limit in plan.limited:
+                left = limit - reservations[i].used
+                if left < remaining:
+                    remaining = left
             ctx.add_header("x-interlock-budget-remaining-usd", f"{max(0.0, remaining):.6f}")
         if not result.allowed:
-            raise _refusal(period, tenant, scopes, reservations, cost)
-        ctx.state["budget"] = _Held(
-            period, time.time(), tenant, scopes, cost, [r.used for r in reservations], ttl
+            raise _refusal(period, plan.tenant, plan.scopes, reservations, cost)
+        ctx.state["budget"] = _Held(period, time.time(), plan, cost, reservations, ttl)
+
+    def _plan(self, period: Period, key: _PlanKey) -> _Plan:
+        """The plan of `key` in `period` (see `_Plan`), remembered."""
+        cfg = self.cfg
+        tenant, key_id, tenant_usd, key_usd, feature, model = key
+        base = _base(period, tenant)
+        scopes = [
+            _Scope("tenant", tenant, base, cfg.tenant_usd if tenant_usd is None else tenant_usd)
+        ]
+        if key_id is not None:
+            limit = cfg.key_usd if key_usd is None else key_usd
+            scopes.append(_Scope("key", key_id, f"{base}:k:{_part(key_id)}", limit))
+        if feature is not None:
+            scopes.append(
+                _Scope("feature", feature, f"{base}:f:{_part(feature)}", cfg.features[feature])
+            )
+        if model is not None:
+            scopes.append(_Scope("model", model, f"{base}:m:{_part(model)}", cfg.models[model]))
+        threshold = cfg.soft_threshold
+        plan = _Plan(
+            tenant=tenant,
+            scopes=tuple(scopes),
+            reserve=tuple((s.key, UNLIMITED if s.limit is None else s.limit) for s in scopes),
+            limited=tuple((i, s.limit) for i, s in enumerate(scopes) if s.limit is not None),
+            soft=tuple(
+                (i, s.limit, threshold * s.limit)
+                for i, s in enumerate(scopes)
+                if s.limit is not None and s.limit > 0
+            ),
         )
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     # -- after the response: settle and record -------------------------------------------
     @hookimpl
     async def post_response(self, ctx: RequestContext) -> None:
         held: _Held | None = ctx.state.get("budget")
         gate: Gate | None = ctx.state.get(GATE)
-        theirs = gate.take_settles() if gate is not None else []  # rate_limit's tokens
-        if held is None:
-            if theirs:
-                await self.settler.settle(theirs)
-            return
+        batch = gate.take_settles() if gate is not None else []  # rate_limit's tokens first
+        theirs = len(batch)
         actual = ctx.cost_usd
-        mine: list[Adjustment] = []
-        if actual != held.reserved:
-            mine = [Settle(s.key, held.reserved, actual, held.ttl_s) for s in held.scopes]
-        if theirs or mine:
-            values = await self.settler.settle(theirs + mine)
-            if mine and values is not None:
-                self._check_soft(held, values[len(theirs) :])
+        mine = held is not None and actual != held.reserved
+        if held is not None and mine:
+            reserved, ttl = held.reserved, held.ttl_s
+            batch += [Settle(key, reserved, actual, ttl) for key, _ in held.plan.reserve]
+        values: list[float] | None = None
+        if batch:
+            if self.settler.memory is not None:
+                values = self.settler.settle_now(batch)
+            else:
+                values = await self.settler.settle(batch)
+        if held is None:
+            return
         if not mine:
-            self._check_soft(held, held.used)
+            self._check_soft(held, [r.used for r in held.reservations])
+        elif values is not None:
+            self._check_soft(held, values[theirs:])
         if actual > 0.0:
             identity = ctx.identity
             usage = ctx.usage
@@ -224,7 +288,7 @@ class Budget(Plugin):
                     ctx.request_id,
                     held.started,
                     held.period.id,
-                    held.tenant,
+                    held.plan.tenant,
                     identity.key_id if identity is not None else None,
                     ctx.tags.get("feature") if ctx.tags else None,
                     ctx.requested_model or None,
@@ -238,11 +302,13 @@ class Budget(Plugin):
             )
 
     def _check_soft(self, held: _Held, values: list[float]) -> None:
-        threshold = self.cfg.soft_threshold
-        for s, value in zip(held.scopes, values, strict=True):
-            if s.limit is not None and s.limit > 0 and value >= threshold * s.limit:
+        plan = held.plan
+        for i, limit, soft in plan.soft:
+            value = values[i]
+            if value >= soft:
+                s = plan.scopes[i]
                 alert = make_alert(
-                    held.tenant, s.scope, s.name, held.period, s.limit, value, threshold
+                    plan.tenant, s.scope, s.name, held.period, limit, value, self.cfg.soft_threshold
                 )
                 self.alerts.crossed(s.key, alert, held.period.end)
 
@@ -267,8 +333,8 @@ def _part(value: str) -> str:
 def _refusal(
     period: Period,
     tenant: str,
-    scopes: list[_Scope],
-    reservations: list[Reservation],
+    scopes: tuple[_Scope, ...],
+    reservations: tuple[Reservation, ...],
     cost: float,
 ) -> GatewayError:
     """429 naming the first budget that did not fit: its period, limit and spend."""

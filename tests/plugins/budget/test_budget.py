@@ -427,3 +427,52 @@ async def test_requests_are_charged_to_their_tenant_only(
         await drop_tenant_keys(other)
     assert [r.status_code for r in a] == [200, 429]
     assert [r.status_code for r in b] == [200, 429]
+
+
+# -- the plans remembered per caller and period -------------------------------------------------
+async def test_a_new_period_and_changed_budgets_apply_at_once(
+    upstream, deployment: Deployment, tenant: str, tmp_path: Path
+) -> None:
+    """Each caller's budgets and counter keys are built once per period and remembered,
+    keyed on its budgets: a new period starts from nothing and a changed budget counts
+    on the very next request."""
+    fake, url = upstream
+    fake.on("/v1/chat/completions", usage_reply())
+    body = chat_body(max_tokens=1000)
+    one = worst_case(body, 1000)
+    tight = {"tenant": {"budget_usd": 1.5 * one}}  # room for one request
+    async with gateways(toml(url, deployment, BUDGET), tmp_path, deployment.instances) as gws:
+        async with httpx.AsyncClient() as client:
+
+            async def status(limits: dict[str, dict[str, float]]) -> int:
+                return (await post(client, gws[0], body, who(tenant, limits=limits))).status_code
+
+            assert [await status(tight), await status(tight)] == [200, 429]
+            assert await status({"tenant": {"budget_usd": 3.5 * one}}) == 200  # raised
+            assert await status(tight) == 429
+            plugin = gws[0].plugin("budget")
+            later = plugin.periods.current(plugin.periods.clock()).end + 3600.0
+            plugin.periods.clock = lambda: later  # the next month
+            assert [await status(tight), await status(tight)] == [200, 429]
+    rows = await ledger(deployment.store)
+    assert rows[0][8] != rows[-1][8]  # the last spend is in the next period
+
+
+async def test_the_remembered_budget_plans_are_bounded(
+    upstream, tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("interlock.plugins.budget._MAX_PLANS", 3)
+    fake, url = upstream
+    fake.on("/v1/chat/completions", usage_reply())
+    memory = Deployment("memory", "memory://", f"sqlite:///{tmp_path}/g.db", 1)
+    body = chat_body(max_tokens=1000)
+    limits = {"key": {"budget_usd": 1.5 * worst_case(body, 1000)}}
+    async with gateways(toml(url, memory, BUDGET), tmp_path) as (gw,):
+        async with httpx.AsyncClient() as client:
+            for i in range(10):
+                reply = await post(client, gw, body, who(tenant, key=f"k{i}", limits=limits))
+                assert reply.status_code == 200
+                assert len(gw.plugin("budget")._plans) <= 3
+            # A forgotten plan is rebuilt the same: k0's budget is spent.
+            again = await post(client, gw, body, who(tenant, key="k0", limits=limits))
+            assert again.status_code == 429
