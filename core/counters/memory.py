@@ -164,127 +164,155 @@ class MemoryCounters:
         """`check` as a plain call: the policy plugins run it on every request, and on
         these counters an awaited coroutine would only add its own cost (`in_process`).
 
-        One pass reads and judges every limit, noting what it would write; the writes
-        happen only when everything fitted. Arguments are validated where they are read
-        (a bad one raises ValueError, like `check_batch`), and the level and number
-        reads of `_level` / `_number` are inlined: this runs for each limit of each
-        request."""
-        count = len(checks)
-        if count > 1 and len({c.key for c in checks}) != count:
-            check_batch(checks)  # raises: a key twice
+        One pass reads and judges every limit, noting the writes it would make; they
+        happen only when everything fitted. Arguments, and that keys differ, are
+        validated where they are read (ValueError, like `check_batch`), and the reads of
+        `_level` / `_number` are inlined: this runs for each limit of each request."""
         now = self._clock()
-        values = self._values
+        store = self._values
         expires = self._expires
         results: list[RateResult | Reservation] = []
-        # Per check: (key, value to write or None, its expiry or None, the state before).
-        plan: list[tuple[str, _Value | None, float | None, float]] = []
+        writes: list[tuple[str, _Value, float | None]] = []  # (key, value, expiry or None)
+        seen: set[str] = set()
         allowed = True
         for c in checks:
             key = c.key
+            if key in seen:
+                check_batch(checks)  # raises: a key twice (nothing was written yet)
+            seen.add(key)
             if type(c) is RateCheck or (type(c) is not ReserveCheck and isinstance(c, RateCheck)):
                 limit, cost, period_s = c.limit, c.cost, c.period_s
                 if limit < 1 or cost < 0 or not period_s > 0:
                     check_rate_args(limit, period_s, cost)
                 interval = period_s / limit
-                state = values.get(key)
-                if state is None:
-                    level = 0.0
-                elif type(state) is tuple:
+                level = 0.0
+                state = store.get(key)
+                if state is not None:
+                    if type(state) is not tuple:
+                        raise CounterError(f"counter key {key!r} does not hold a rate bucket")
                     level = state[0] - (now - state[1]) / interval
                     if level < 0.0:
                         level = 0.0
-                else:
-                    raise CounterError(f"counter key {key!r} does not hold a rate bucket")
                 tolerance = limit * _TOLERANCE
                 after = level + cost
                 if after <= limit + tolerance:
                     reset = after * interval
-                    results.append(
-                        RateResult(True, limit, math.floor(limit - after + tolerance), 0.0, reset)
-                    )
+                    remaining = math.floor(limit - after + tolerance)
+                    results.append(RateResult(True, limit, remaining, 0.0, reset))
                     if cost:
-                        plan.append((key, (after, now), now + reset, level))
-                    else:
-                        plan.append((key, None, None, level))
+                        writes.append((key, (after, now), now + reset))
                 else:
                     allowed = False
                     retry = math.inf if cost > limit else _ceil_us((after - limit) * interval)
                     remaining = max(0, math.floor(limit - level + tolerance))
                     results.append(RateResult(False, limit, remaining, retry, level * interval))
-                    plan.append((key, None, None, level))
             else:
                 amount, ceiling, ttl_s = c.amount, c.limit, c.ttl_s
                 if amount < 0 or (ttl_s is not None and not ttl_s > 0):
                     check_batch((c,))
+                current = 0.0
                 dies = expires.get(key)
-                if dies is not None and dies <= now:
+                if dies is not None and dies <= now:  # expired: absent (lazy expiry)
                     self._drop(key)
                     dies = None
-                    current = 0.0
                 else:
-                    value = values.get(key)
-                    if value is None:
-                        current = 0.0
-                    elif type(value) is float:
-                        current = value
-                    else:
-                        raise CounterError(f"counter key {key!r} does not hold a number")
+                    number = store.get(key)
+                    if number is not None:
+                        if type(number) is not float:
+                            raise CounterError(f"counter key {key!r} does not hold a number")
+                        current = number
                 used = current + amount
                 slack = abs(ceiling)
                 if used <= ceiling + _TOLERANCE * (slack if slack > 1.0 else 1.0):  # _fits
                     results.append(Reservation(True, used, ceiling))
                     # A TTL only when the key has none (the window's first write).
-                    ttl = now + ttl_s if ttl_s is not None and dies is None else None
-                    plan.append((key, used, ttl, current))
+                    writes.append((key, used, now + ttl_s if ttl_s and dies is None else None))
                 else:
                     allowed = False
                     results.append(Reservation(False, current, ceiling))
-                    plan.append((key, None, None, current))
         if not allowed:
-            return CheckResult(
-                False,
-                tuple(
-                    _unapplied(c, r, p[3]) for c, r, p in zip(checks, results, plan, strict=True)
-                ),
-            )
-        writes = 0
-        for key, value, dies, _ in plan:
-            if value is not None:
-                values[key] = value
-                if dies is not None:
-                    expires[key] = dies
-                writes += 1
+            return CheckResult(False, self._as_they_stand(checks, results, now))
+        for key, value, dies in writes:
+            store[key] = value
+            if dies is not None:
+                expires[key] = dies
         if writes:
-            self._wrote(now, writes)
+            self._wrote(now, len(writes))
         return CheckResult(True, tuple(results))
 
+    def _as_they_stand(
+        self, checks: Sequence[Check], results: list[RateResult | Reservation], now: float
+    ) -> tuple[RateResult | Reservation, ...]:
+        """The results of a refused batch: a fitting limit's state without this request
+        (read again: nothing changed since `check_now` read it at `now`)."""
+        answers: list[RateResult | Reservation] = []
+        for c, result in zip(checks, results, strict=True):
+            if result.allowed:
+                if isinstance(c, RateCheck):
+                    before = self._level(c.key, now, c.period_s / c.limit)
+                else:
+                    before = self._number(c.key, now)
+                result = _unapplied(c, result, before)
+            answers.append(result)
+        return tuple(answers)
+
     def adjust_now(self, adjustments: Sequence[Adjustment]) -> list[float]:
-        """`adjust` as a plain call (see `check_now`); applied in order."""
+        """`adjust` as a plain call (see `check_now`), applied in order, with the reads
+        and writes of `_number` / `_keep_number` and `_level` / `_keep_bucket` inlined."""
         now = self._clock()
-        values: list[float] = []
+        store = self._values
+        expires = self._expires
+        answers: list[float] = []
+        writes = 0
         for a in adjustments:
+            key = a.key
             if type(a) is Settle or (type(a) is not RateAdjust and isinstance(a, Settle)):
                 ttl_s = a.ttl_s
                 if ttl_s is not None and not ttl_s > 0:
                     check_ttl(ttl_s)
-                key = a.key
-                value = self._number(key, now) + (a.actual - a.reserved)
+                current = 0.0
+                dies = expires.get(key)
+                if dies is not None and dies <= now:  # expired: absent, and no TTL now
+                    del expires[key]
+                    dies = None
+                else:
+                    number = store.get(key)
+                    if number is not None:
+                        if type(number) is not float:
+                            raise CounterError(f"counter key {key!r} does not hold a number")
+                        current = number
+                value = current + (a.actual - a.reserved)
                 if value < 0.0:
                     value = 0.0
-                self._keep_number(key, value, now, ttl_s)
+                store[key] = value
+                if ttl_s is not None and dies is None:  # the window's first write
+                    expires[key] = now + ttl_s
             else:
                 limit, period_s = a.limit, a.period_s
                 if limit < 1 or not period_s > 0:
                     check_rate_args(limit, period_s, 0)
                 interval = period_s / limit
-                value = self._level(a.key, now, interval) + a.delta
-                if value > 0.0:
-                    self._keep_bucket(a.key, value, now, interval)
-                else:
+                level = 0.0
+                state = store.get(key)
+                if state is not None:
+                    if type(state) is not tuple:
+                        raise CounterError(f"counter key {key!r} does not hold a rate bucket")
+                    level = state[0] - (now - state[1]) / interval
+                    if level < 0.0:
+                        level = 0.0
+                value = level + a.delta
+                if not value > 0.0:
                     value = 0.0
-                    self._drop(a.key)
-            values.append(value)
-        return values
+                    self._drop(key)
+                    answers.append(value)
+                    continue
+                store[key] = (value, now)
+                expires[key] = now + value * interval  # drained: the same as absent
+            writes += 1
+            answers.append(value)
+        if writes:
+            self._wrote(now, writes)
+        return answers
 
     # -- small strings -------------------------------------------------------------------
     async def put(self, key: str, value: str, ttl_s: float | None = None) -> None:

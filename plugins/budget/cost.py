@@ -43,11 +43,14 @@ class WorstCase:
     def cost(self, ctx: RequestContext) -> float:
         prompt = max(1, len(ctx.raw) // 4)
         chat = ctx.endpoint == "chat"
-        asked = output_cap(ctx) if chat else 0
+        asked = ctx.output_cap() if chat else 0
         decision = ctx.decision
+        prices = self._prices
         worst = 0.0
         for candidate in decision.candidates if decision is not None else ():
-            price_in, price_out, limit = self._price(candidate.provider, candidate.model)
+            provider, model = candidate.provider, candidate.model
+            price = prices.get((provider, model))  # the cache first: once per request
+            price_in, price_out, limit = price or self._price(provider, model)
             out = asked if asked is not None else limit
             cost = prompt * price_in + (out * price_out if chat else 0.0)
             if cost > worst:

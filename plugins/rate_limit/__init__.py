@@ -96,6 +96,7 @@ class _Plan(msgspec.Struct, frozen=True):
     # Per unit, in the order units first appear: the header names and the checks' positions.
     headers: tuple[tuple[tuple[str, str, str], tuple[int, ...]], ...]
     zero: _Limit | None  # the first limit of 0 (an identity may carry it): always refused
+    limit_texts: tuple[str, ...]  # str(checks[i].limit), for x-ratelimit-limit-*
 
 
 _PlanKey = tuple[
@@ -228,8 +229,26 @@ class RateLimit(Plugin):
         tokens: int,
     ) -> None:
         """Headers always; 429 when one of our limits refused; the tokens to settle when
-        the reservation was applied (a batch another plugin refused applied nothing)."""
-        _add_headers(ctx, results, plan)
+        the reservation was applied (a batch another plugin refused applied nothing).
+
+        The headers are OpenAI's, for the tightest requests limit and the tightest
+        tokens limit: the one with the fewest remaining (on a tie, the longer reset).
+        They go straight into the dict `ctx.add_header` fills: six a request."""
+        headers = ctx.response_headers
+        if headers is None:
+            headers = ctx.response_headers = {}
+        for (name_limit, name_remaining, name_reset), at in plan.headers:
+            tightest = at[0]
+            best = results[tightest]
+            for i in at[1:]:
+                result = results[i]
+                if result.remaining < best.remaining or (
+                    result.remaining == best.remaining and result.reset_after_s > best.reset_after_s
+                ):
+                    tightest, best = i, result
+            headers[name_limit] = plan.limit_texts[tightest]
+            headers[name_remaining] = str(best.remaining)
+            headers[name_reset] = duration(best.reset_after_s)
         if not applied and not all(r.allowed for r in results):
             raise _refusal(results, plan.what, checks)
         if applied and plan.held:
@@ -240,7 +259,8 @@ class RateLimit(Plugin):
         prompt = max(1, len(ctx.raw) // 4)  # the core's estimate (estimate_prompt_tokens)
         if ctx.endpoint != "chat":
             return prompt
-        return prompt + _output_cap(ctx, self.cfg.default_max_tokens)
+        cap = ctx.output_cap()  # max_completion_tokens or max_tokens, else the default
+        return prompt + (self.cfg.default_max_tokens if cap is None else cap)
 
     def _counters_down(self, exc: CounterError) -> None:
         if not self._down:
@@ -305,6 +325,7 @@ def _make_plan(scopes: list[tuple[str, str, str, int | None, int | None]]) -> _P
         held=tuple(held),
         headers=tuple((_NAMES[unit], tuple(at)) for unit, at in units.items()),
         zero=zero,
+        limit_texts=tuple(str(check.limit) for check in checks),
     )
 
 
@@ -328,12 +349,6 @@ def _part(value: str) -> str:
     return value
 
 
-def _output_cap(ctx: RequestContext, default: int) -> int:
-    """`max_completion_tokens` or `max_tokens` from the request, else `default`."""
-    cap = ctx.output_cap()
-    return default if cap is None else cap
-
-
 def _zero_refusal(limit: _Limit) -> GatewayError:
     """A limit of 0 (an identity may carry it): nothing is allowed."""
     return GatewayError(
@@ -352,25 +367,6 @@ _NAMES = {
     )
     for unit in ("requests", "tokens")
 }
-
-
-def _add_headers(ctx: RequestContext, results: tuple[Any, ...], plan: _Plan) -> None:
-    """The tightest requests limit and the tightest tokens limit, OpenAI's way: the one
-    with the fewest remaining (on a tie, the longer reset)."""
-    headers = ctx.response_headers  # what ctx.add_header writes, six times per request
-    if headers is None:
-        headers = ctx.response_headers = {}
-    for (name_limit, name_remaining, name_reset), at in plan.headers:
-        best = results[at[0]]
-        for i in at[1:]:
-            result = results[i]
-            if result.remaining < best.remaining or (
-                result.remaining == best.remaining and result.reset_after_s > best.reset_after_s
-            ):
-                best = result
-        headers[name_limit] = str(best.limit)
-        headers[name_remaining] = str(best.remaining)
-        headers[name_reset] = duration(best.reset_after_s)
 
 
 def _refusal(
