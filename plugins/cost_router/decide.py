@@ -190,7 +190,7 @@ def tier_of(tiers: tuple[Tier, ...], value: float) -> tuple[str, str]:
 
 def _tier(tiers: tuple[Tier, ...], labels: tuple[str, ...], value: float) -> Choice:
     """`tier_of` with the labels made in advance (`Routes.labels`)."""
-    for i, tier in enumerate(tiers):
+    for tier, label in zip(tiers, labels, strict=False):  # labels has one more
         if value < tier.below:
-            return Choice(tier.model, f"{labels[i]}{value:.2f}")
+            return Choice(tier.model, f"{label}{value:.2f}")
     return Choice(tiers[-1].model, f"{labels[-1]}{value:.2f}")

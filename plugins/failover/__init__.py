@@ -177,10 +177,10 @@ class Failover(Plugin):
     def _plan(self, ctx: RequestContext, candidates: list[Candidate]) -> _Plan:
         """The decision's candidates and what failover adds, each with its circuit's key.
 
-        A pure function of the candidates and the endpoint unless the caller's identity
-        lists the models it may use, so it is cached for those (bounded like
-        `_fallbacks`: routers may pass on model names clients chose; the configuration
-        it derives from is fixed for the plugin's life)."""
+        When the caller's identity lists no models it may use, the plan is a pure
+        function of the endpoint and the candidates and is cached per both: at most
+        10,000 plans (routers pass on model names clients chose), never invalidated (it
+        derives from the configuration, fixed for the plugin's life)."""
         allowed = ctx.identity.models if ctx.identity is not None else None
         if allowed:
             return self._expand(ctx.endpoint, candidates, allowed)
