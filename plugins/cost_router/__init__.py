@@ -7,7 +7,8 @@ and returns them as the decision with its reason (`tier<0.3 score=0.18`). It ret
 None when it has nothing to add (a requested model with one deployment), so a router
 listed after it still gets its turn. `pre_forward` puts the reason in the
 `x-interlock-route-reason` header, `on_attempt` the provider/model tried in
-`x-interlock-route` and learns latencies; `post_response` ends the in-flight count.
+`x-interlock-route` and learns latencies (for the `latency` strategy, the one that
+reads them); `post_response` ends the in-flight count.
 
 Per request this costs one msgspec decode of the fields the score reads (only for
 requests that ask for the alias or when `force` is on) and a few dict operations; what
@@ -68,6 +69,7 @@ class CostRouter(Plugin):
         self._routes: dict[str | None, Routes] = {None: self._global}
         self._deployments: dict[str, tuple[Candidate, ...]] = {}
         self._least_busy = config.strategy == "least_busy"
+        self._learns_latency = config.strategy == "latency"
         # (provider, model) -> its `x-interlock-route` value; bounded like _deployments
         # (model names come from clients), never invalidated (a pure function of the key).
         self._route_headers: dict[tuple[str, str], str] = {}
@@ -158,7 +160,8 @@ class CostRouter(Plugin):
     def on_attempt(self, ctx: RequestContext, attempt: Attempt) -> None:
         ctx.add_header(ROUTE_HEADER, self.route_header(attempt.provider, attempt.model))
         if attempt.status == 200:
-            self.balancer.observe(attempt.provider, attempt.model, attempt.latency_ms)
+            if self._learns_latency:  # no other strategy reads them
+                self.balancer.observe(attempt.provider, attempt.model, attempt.latency_ms)
         elif self._least_busy:
             held = ctx.state.get("cost_router")
             if held == Candidate(attempt.provider, attempt.model):

@@ -174,6 +174,8 @@ async def test_weighted_deployments_share_the_traffic_by_weight(upstream, tmp_pa
         for _ in range(8):
             resp = await gw.chat(model="gpt-4o")
             assert resp.status_code == 200
+        # Latencies are learnt only for the latency strategy, the one that reads them.
+        assert gw.plugin("cost_router").balancer.latency("east", "gpt-4o") is None
     assert Counter(served(fake)) == {"east/gpt-4o": 6, "west/gpt-4o": 2}
     assert gw.records[0]["reason"] == "requested weighted"
     assert gw.records[0]["candidates"] == ["east/gpt-4o", "west/gpt-4o"]  # the other follows
