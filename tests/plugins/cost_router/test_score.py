@@ -274,10 +274,7 @@ def test_responses_api_bodies_score_like_chat_bodies() -> None:
                 "type": "message",
                 "role": "user",
                 "content": [
-                    {
-                        "type": "input_text",
-                        "text": "Why does this fail? Explain step by step.\n" + CODE,
-                    }
+                    {"type": "input_text", "text": "Why does this fail? Explain step by step.\n" + CODE}
                 ],
             },
             {"type": "function_call_output", "call_id": "c1", "output": "ok"},
