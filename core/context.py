@@ -7,6 +7,7 @@ Structs and a `__slots__` class): no per-request `__dict__`, no JSON work until 
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from typing import Any, Literal
@@ -364,15 +365,20 @@ class RequestContext:
 def _splice_model(raw: bytes, old: str, new: str) -> bytes | None:
     """The body with only the model name replaced, every other byte as the client sent
     it; None when the old value is not found exactly once (then the caller re-encodes)."""
-    needle = _encode(old)
-    pattern = re.compile(rb'"model"\s*:\s*' + re.escape(needle))
-    found = pattern.findall(raw)
-    if len(found) != 1:
+    pattern, width = _model_pattern(old)
+    matches = pattern.finditer(raw)
+    match = next(matches, None)
+    if match is None or next(matches, None) is not None:
         return None
-    match = pattern.search(raw)
-    assert match is not None
-    value_at = match.end() - len(needle)
-    return raw[:value_at] + _encode(new) + raw[match.end() :]
+    return raw[: match.end() - width] + _encode(new) + raw[match.end() :]
+
+
+@functools.lru_cache(maxsize=256)
+def _model_pattern(old: str) -> tuple[re.Pattern[bytes], int]:
+    """`"model": <old as JSON>` as a compiled pattern, and the JSON value's length: made
+    once per requested model name (a router rewrites the same few names, `auto`...)."""
+    needle = _encode(old)
+    return re.compile(rb'"model"\s*:\s*' + re.escape(needle)), len(needle)
 
 
 _NO_BODY = ChatHead(model="", messages=[])

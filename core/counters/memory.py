@@ -325,6 +325,14 @@ class MemoryCounters:
             return value
         raise CounterError(f"counter key {key!r} does not hold a string")
 
+    def peek(self, key: str) -> str | None:
+        """`fetch` without the await, for a caller that knows it holds a MemoryCounters
+        (failover reads a circuit per candidate per request)."""
+        value = self._live(key, self._clock())
+        if value is None or type(value) is str:
+            return value
+        raise CounterError(f"counter key {key!r} does not hold a string")
+
     async def claim(self, key: str, value: str, ttl_s: float) -> bool:
         check_ttl(ttl_s)
         now = self._clock()

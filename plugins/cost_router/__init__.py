@@ -7,10 +7,14 @@ and returns them as the decision with its reason (`tier<0.3 score=0.18`). It ret
 None when it has nothing to add (a requested model with one deployment), so a router
 listed after it still gets its turn. `pre_forward` puts the reason in the
 `x-interlock-route-reason` header, `on_attempt` the provider/model tried in
-`x-interlock-route` and learns latencies; `post_response` ends the in-flight count.
+`x-interlock-route` and learns latencies (for the `latency` strategy, the one that
+reads them); `post_response` ends the in-flight count.
 
 Per request this costs one msgspec decode of the fields the score reads (only for
-requests that ask for the alias or when `force` is on) and a few dict operations.
+requests that ask for the alias or when `force` is on) and a few dict operations; what
+depends only on the configuration (a tenant's routes and tier labels, a model's
+deployments, a route header) is computed once and kept in dicts of at most 10,000
+entries.
 """
 
 from __future__ import annotations
@@ -61,9 +65,14 @@ class CostRouter(Plugin):
         self.weights = vector(validate(config))
         self.providers: Mapping[str, Provider] = services.providers
         self.balancer = Balancer(config.strategy, config.deployment_weights, config.latency_alpha)
-        self._routes: dict[str | None, Routes] = {None: routes_for(config, None)}
+        self._global = routes_for(config, None)
+        self._routes: dict[str | None, Routes] = {None: self._global}
         self._deployments: dict[str, tuple[Candidate, ...]] = {}
         self._least_busy = config.strategy == "least_busy"
+        self._learns_latency = config.strategy == "latency"
+        # (provider, model) -> its `x-interlock-route` value; bounded like _deployments
+        # (model names come from clients), never invalidated (a pure function of the key).
+        self._route_headers: dict[tuple[str, str], str] = {}
         for model in self._configured_models():
             if not self.deployments(model):
                 services.logger.warning("cost_router_model_unserved", model=model)
@@ -93,13 +102,23 @@ class CostRouter(Plugin):
                 self._deployments[model] = found
         return found
 
+    def route_header(self, provider: str, model: str) -> str:
+        key = (provider, model)
+        found = self._route_headers.get(key)
+        if found is None:
+            found = header_value(f"{provider}/{model}")
+            if len(self._route_headers) < self._MAX_CACHED:
+                self._route_headers[key] = found
+        return found
+
     def choose(self, ctx: RequestContext) -> Choice | None:
         identity = ctx.identity
+        tags = ctx.tags
         return choose(
-            self.routes(identity.tenant if identity is not None else None),
+            self._global if identity is None else self.routes(identity.tenant),
             alias=self.settings.alias,
             requested=ctx.requested_model,
-            feature=ctx.tags.get("feature") if ctx.tags else None,
+            feature=tags.get("feature") if tags else None,
             chat_body=ctx.raw if ctx.endpoint == "chat" else None,
             weights=self.weights,
         )
@@ -109,7 +128,7 @@ class CostRouter(Plugin):
     def route(self, ctx: RequestContext) -> RoutingDecision | None:
         choice = self.choose(ctx)
         model = choice.model if choice is not None else ctx.requested_model
-        deployments = self.deployments(model)
+        deployments = self._deployments.get(model) or self.deployments(model)
         if choice is None:
             if len(deployments) < 2:
                 return None  # nothing to add: the next router or the default route
@@ -122,8 +141,10 @@ class CostRouter(Plugin):
                     "no_candidates",
                     f"no provider serves the model '{model}' chosen by cost_router ({reason})",
                 )
-        ordered = self.balancer.order(model, deployments)
-        if len(ordered) > 1:
+        if len(deployments) < 2:
+            ordered = list(deployments)  # nothing to balance
+        else:
+            ordered = self.balancer.order(model, deployments)
             reason = f"{reason} {self.settings.strategy}"
         if self._least_busy:
             self.balancer.acquire(ordered[0])
@@ -137,9 +158,10 @@ class CostRouter(Plugin):
 
     @hookimpl
     def on_attempt(self, ctx: RequestContext, attempt: Attempt) -> None:
-        ctx.add_header(ROUTE_HEADER, header_value(f"{attempt.provider}/{attempt.model}"))
+        ctx.add_header(ROUTE_HEADER, self.route_header(attempt.provider, attempt.model))
         if attempt.status == 200:
-            self.balancer.observe(attempt.provider, attempt.model, attempt.latency_ms)
+            if self._learns_latency:  # no other strategy reads them
+                self.balancer.observe(attempt.provider, attempt.model, attempt.latency_ms)
         elif self._least_busy:
             held = ctx.state.get("cost_router")
             if held == Candidate(attempt.provider, attempt.model):

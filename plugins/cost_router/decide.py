@@ -75,12 +75,17 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class Routes(msgspec.Struct, frozen=True):
-    """The effective tables for one tenant (global merged with its overrides)."""
+    """The effective tables for one tenant (global merged with its overrides).
+
+    `labels` are the tiers' reasons up to the score (`tier<0.3 score=`, and one more,
+    `tier>=B score=`, for a score past the last tier): formatted once here, not per
+    request."""
 
     tiers: tuple[Tier, ...]
     features: dict[str, str]
     aliases: dict[str, str]
     force: bool
+    labels: tuple[str, ...] = ()
 
 
 class Choice(NamedTuple):
@@ -126,15 +131,29 @@ def routes_for(settings: Settings, tenant: str | None) -> Routes:
     """The global tables with `tenant`'s overrides applied (computed once per tenant)."""
     override = settings.tenants.get(tenant) if tenant is not None else None
     if override is None:
+        tiers = tuple(settings.tiers)
         return Routes(
-            tuple(settings.tiers), dict(settings.features), dict(settings.aliases), settings.force
+            tiers,
+            dict(settings.features),
+            dict(settings.aliases),
+            settings.force,
+            _labels(tiers),
         )
+    tiers = tuple(override.tiers if override.tiers is not None else settings.tiers)
     return Routes(
-        tuple(override.tiers if override.tiers is not None else settings.tiers),
+        tiers,
         {**settings.features, **override.features},
         {**settings.aliases, **override.aliases},
         settings.force if override.force is None else override.force,
+        _labels(tiers),
     )
+
+
+def _labels(tiers: tuple[Tier, ...]) -> tuple[str, ...]:
+    """Each tier's reason before its score, then the one for a score past the last."""
+    if not tiers:
+        return ()
+    return (*(f"tier<{t.below:g} score=" for t in tiers), f"tier>={tiers[-1].below:g} score=")
 
 
 def choose(
@@ -157,15 +176,21 @@ def choose(
     if target is not None:
         return Choice(target, f"alias={requested}")
     if chat_body is not None and routes.tiers and (requested == alias or routes.force):
-        return Choice(*tier_of(routes.tiers, value(extract(chat_body), weights)))
+        return _tier(
+            routes.tiers, routes.labels or _labels(routes.tiers), value(extract(chat_body), weights)
+        )
     return None
 
 
 def tier_of(tiers: tuple[Tier, ...], value: float) -> tuple[str, str]:
     """(model, reason) of the first tier whose `below` the score is under; a score past
     the last tier (tiers that stop short of 1) goes to the last one."""
-    for tier in tiers:
+    return _tier(tiers, _labels(tiers), value)
+
+
+def _tier(tiers: tuple[Tier, ...], labels: tuple[str, ...], value: float) -> Choice:
+    """`tier_of` with the labels made in advance (`Routes.labels`)."""
+    for tier, label in zip(tiers, labels, strict=False):  # labels has one more
         if value < tier.below:
-            return tier.model, f"tier<{tier.below:g} score={value:.2f}"
-    last = tiers[-1]
-    return last.model, f"tier>={last.below:g} score={value:.2f}"
+            return Choice(tier.model, f"{label}{value:.2f}")
+    return Choice(tiers[-1].model, f"{labels[-1]}{value:.2f}")

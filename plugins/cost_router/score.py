@@ -202,36 +202,62 @@ class _Lexicon:
     """Cue phrases matched on words, not by one big regex (an alternation of forty
     phrases costs ~20 µs on a short prompt in `re`; one set intersection does not).
     Every phrase is filed under its first word; only words that begin some phrase are
-    looked at. Words are split on anything but letters, digits and `+`, so "step-by-
-    step" is "step by step"."""
+    looked at.
+
+    Words are the runs of `a-z`, `0-9` and `+` in the lower-cased text, so "step-by-
+    step" is "step by step". They are cut on bytes: the text's UTF-8 with every other
+    byte turned into a space by one `bytes.translate` (a table look-up per byte, where
+    a regex `findall` costs about twice as much), then `split()`. A non-ASCII character
+    is all bytes >= 0x80 in UTF-8, so it separates words exactly as it did in the
+    regex `[a-z0-9+]+` on the text."""
 
     def __init__(self, **kinds: tuple[str, ...]) -> None:
-        self.first: dict[str, list[tuple[str, str]]] = {}  # first word -> (phrase, kind)
+        # first word -> (phrase, kind, b" phrase " and its last word, for a phrase of
+        # several words; b"" for a phrase of one)
+        self.first: dict[bytes, list[tuple[str, str, bytes, bytes]]] = {}
         for kind, phrases in kinds.items():
             for phrase in phrases:
-                self.first.setdefault(phrase.split(" ", 1)[0], []).append((phrase, kind))
+                first, _, rest = phrase.partition(" ")
+                needle = f" {phrase} ".encode() if rest else b""
+                last = rest.rsplit(" ", 1)[-1].encode()
+                self.first.setdefault(first.encode(), []).append((phrase, kind, needle, last))
         self.starts = frozenset(self.first)
 
-    def find(self, words: list[str]) -> dict[str, set[str]]:
-        """kind -> the phrases of that kind found in `words`."""
-        found: dict[str, set[str]] = {}
+    def find(self, text: str) -> dict[str, set[str]]:
+        """kind -> the phrases of that kind found in `text` (empty: none; do not edit)."""
+        # ASCII (the common case) needs no str.lower(): the table lower-cases A-Z.
+        data = text.encode() if text.isascii() else text.lower().encode("utf-8", "surrogatepass")
+        spaced = data.translate(_WORD_BYTES)
+        words = spaced.split()
         hits = self.starts.intersection(words)
         if not hits:
-            return found
-        joined = ""
+            return _NONE_FOUND
+        found: dict[str, set[str]] | None = None
+        joined = b""
         for first in hits:
-            for phrase, kind in self.first[first]:
-                if phrase != first:
-                    if not joined:
-                        joined = " " + " ".join(words) + " "
-                    if f" {phrase} " not in joined:
+            for phrase, kind, needle, last in self.first[first]:
+                if needle:
+                    # A common first word ("in", "time") rarely comes with the rest of
+                    # its phrase: look for the phrase's last word before joining words.
+                    if last not in spaced:
                         continue
+                    if not joined:
+                        joined = b" " + b" ".join(words) + b" "
+                    if needle not in joined:
+                        continue
+                if found is None:
+                    found = {}
                 found.setdefault(kind, set()).add(phrase)
-        return found
+        return found or _NONE_FOUND
 
 
+# A word byte (a-z, 0-9, +) stays, A-Z becomes a-z, every other byte becomes a space.
+_WORD_BYTES = bytes(
+    c + 32 if 65 <= c <= 90 else c if c in b"abcdefghijklmnopqrstuvwxyz0123456789+" else 32
+    for c in range(256)
+)
+_NONE_FOUND: dict[str, set[str]] = {}
 _CUES = _Lexicon(strong=_STRONG, weak=_WEAK, code=_CODE_WORDS)
-_WORD = re.compile(r"[a-z0-9+]+")
 _CODE_LINE = re.compile(
     r"^[ \t]*(?:def |class |import |from \S+ import |#include|function |const |let |var |"
     r"public |private |fn |func |SELECT |INSERT |UPDATE |return |if \(|for \(|while \(|\}|.*;$)",
@@ -241,7 +267,11 @@ _CODE_LINE = re.compile(
 
 def extract(raw: bytes) -> Features:
     """The features of a chat body (OpenAI or Anthropic shape). A body that does not
-    decode into the expected shape still gets a size estimate from its length."""
+    decode into the expected shape still gets a size estimate from its length.
+
+    One pass over the messages sums the characters and code fences of every text (a
+    string content, the common case, without building a list) and keeps the content of
+    the last user message, the only one whose words are read."""
     try:
         body = _decode_body(raw)
     except msgspec.MsgspecError:
@@ -249,59 +279,63 @@ def extract(raw: bytes) -> Features:
     chars = 0
     fences = 0
     turns = 0
-    last_user: list[str] = []
-    texts: list[str] = []
+    last_user: Any = None  # the content of the last user message
+    texts: list[str] = []  # the texts of contents that are not a plain string
     if body.system is not None:
         _texts(body.system, texts)
     if body.instructions is not None:
         _texts(body.instructions, texts)
     for message in body.messages or _responses_messages(body.input):
-        found: list[str] = []
-        _texts(message.content, found)
-        texts.extend(found)
+        content = message.content
+        if isinstance(content, str):
+            chars += len(content)
+            fences += content.count("```")
+        elif isinstance(content, list):
+            _texts(content, texts)
         role = message.role
-        if role == "user" or role == "assistant":
-            turns += 1
         if role == "user":
-            last_user = found
+            turns += 1
+            last_user = content
+        elif role == "assistant":
+            turns += 1
     for text in texts:
         chars += len(text)
         fences += text.count("```")
-    tools = (len(body.tools) if body.tools else 0) + (len(body.functions) if body.functions else 0)
+    tools = 0
     for group in (body.tools, body.functions):
-        for tool in group or ():
-            chars += len(tool)
+        if group:
+            tools += len(group)
+            for tool in group:
+                chars += len(tool)
     code_blocks = (fences + 1) // 2
-    last = "\n".join(last_user)
+    if isinstance(last_user, str):
+        last = last_user
+    else:
+        found: list[str] = []
+        _texts(last_user, found)
+        last = "\n".join(found)
     if len(last) > _SCAN_HEAD + _SCAN_TAIL:
         last = last[:_SCAN_HEAD] + "\n" + last[-_SCAN_TAIL:]
     if code_blocks == 0 and last.count("\n") >= 2 and len(_CODE_LINE.findall(last)) >= 3:
         code_blocks = 1
-    cues = _CUES.find(_WORD.findall(last.lower()))
+    cues = _CUES.find(last)
+    strong = cues.get("strong")
+    weak = cues.get("weak")
     return Features(
         prompt_tokens=chars // CHARS_PER_TOKEN,
         turns=turns,
         code_blocks=code_blocks,
         code_hint=code_blocks == 0 and "code" in cues,
         tools=tools,
-        response_format=_response_format(
-            body.response_format
-            if body.response_format is not None
-            else (body.text.get("format") if isinstance(body.text, dict) else None)
-        ),
+        response_format=_response_format(body),
         max_tokens=(
             _int(body.max_completion_tokens)
             or _int(body.max_tokens)
             or _int(body.max_output_tokens)
         ),
-        strong_cues=tuple(sorted(cues.get("strong", ()))),
-        weak_cues=tuple(sorted(cues.get("weak", ()))),
-        reasoning_effort=_effort(
-            body.reasoning_effort
-            if body.reasoning_effort is not None
-            else (body.reasoning.get("effort") if isinstance(body.reasoning, dict) else None),
-            body.thinking,
-        ),
+        strong_cues=tuple(sorted(strong)) if strong else (),
+        weak_cues=tuple(sorted(weak)) if weak else (),
+        reasoning_effort=_effort(body),
     )
 
 
@@ -337,7 +371,13 @@ def _texts(content: Any, out: list[str]) -> None:
                     _texts(block.get("content"), out)
 
 
-def _response_format(value: Any) -> str:
+def _response_format(body: _Body) -> str:
+    """`response_format.type`, else the Responses API's `text.format.type`; "" if none."""
+    value = body.response_format
+    if value is None:
+        if body.text is None:
+            return ""
+        value = body.text.get("format") if isinstance(body.text, dict) else None
     if isinstance(value, dict):
         kind = value.get("type")
         return kind if isinstance(kind, str) else ""
@@ -345,14 +385,23 @@ def _response_format(value: Any) -> str:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    # type() is int: a bool is not a token count (msgspec decodes no other int subclass).
+    return value if type(value) is int and value > 0 else 0
 
 
-def _effort(reasoning_effort: Any, thinking: Any) -> str:
+def _effort(body: _Body) -> str:
+    """Anthropic `thinking` enabled: "high"; else `reasoning_effort` (or the Responses
+    API's `reasoning.effort`) when it is low, medium or high; else ""."""
+    thinking = body.thinking
     if isinstance(thinking, dict) and thinking.get("type") == "enabled":
         return "high"
-    if isinstance(reasoning_effort, str) and reasoning_effort in ("low", "medium", "high"):
-        return reasoning_effort
+    effort = body.reasoning_effort
+    if effort is None:
+        if body.reasoning is None:
+            return ""
+        effort = body.reasoning.get("effort") if isinstance(body.reasoning, dict) else None
+    if isinstance(effort, str) and effort in ("low", "medium", "high"):
+        return effort
     return ""
 
 
@@ -369,11 +418,15 @@ _FORMATS = {"json_schema": 1.0, "json_object": 0.5}
 
 
 def signal_values(f: Features) -> tuple[float, ...]:
-    """Each feature's signal in [0, 1], in `FEATURES` order (the module docstring's table)."""
-    reasoning = min(1.0, (len(f.strong_cues) + 0.25 * len(f.weak_cues)) / 2)
-    if f.reasoning_effort == "high":
+    """Each feature's signal in [0, 1], in `FEATURES` order (the module docstring's table).
+    A feature that is absent (no cue, one turn, no tools...) is 0.0 without its formula
+    (which gives exactly 0.0 for it)."""
+    strong, weak = len(f.strong_cues), len(f.weak_cues)
+    reasoning = min(1.0, (strong + 0.25 * weak) / 2) if strong or weak else 0.0
+    effort = f.reasoning_effort
+    if effort == "high":
         reasoning = 1.0
-    elif f.reasoning_effort == "medium":
+    elif effort == "medium":
         reasoning = max(reasoning, 0.5)
     code = 0.0
     if f.code_blocks:
@@ -384,10 +437,10 @@ def signal_values(f: Features) -> tuple[float, ...]:
         reasoning,
         code,
         _log_scale(f.prompt_tokens, _TOKENS_LOW, _TOKENS_HIGH),
-        min(1.0, f.tools / 5),
-        _log_scale(f.max_tokens, _MAX_TOKENS_LOW, _MAX_TOKENS_HIGH),
-        min(1.0, max(0, f.turns - 1) / 10),
-        _FORMATS.get(f.response_format, 0.0),
+        min(1.0, f.tools / 5) if f.tools else 0.0,
+        _log_scale(f.max_tokens, _MAX_TOKENS_LOW, _MAX_TOKENS_HIGH) if f.max_tokens else 0.0,
+        min(1.0, (f.turns - 1) / 10) if f.turns > 1 else 0.0,
+        _FORMATS.get(f.response_format, 0.0) if f.response_format else 0.0,
     )
 
 
@@ -405,11 +458,21 @@ DEFAULT_VECTOR = vector(WEIGHTS)
 
 def value(f: Features, weights: tuple[float, ...] = DEFAULT_VECTOR) -> float:
     """The score alone: the weighted sum of the signals, capped at 1 (the router's
-    per-request path; `score` adds what `--explain` shows)."""
-    total = 0.0
-    for weight, signal in zip(weights, signal_values(f), strict=True):
-        total += weight * signal
-    return round(min(1.0, total), 4)
+    per-request path; `score` adds what `--explain` shows). Summed left to right from
+    0.0 in `FEATURES` order, so the float is the same whatever the weights."""
+    reasoning, code, prompt, tools, output, turns, fmt = signal_values(f)
+    w_reasoning, w_code, w_prompt, w_tools, w_output, w_turns, w_fmt = weights
+    total = (
+        0.0
+        + w_reasoning * reasoning
+        + w_code * code
+        + w_prompt * prompt
+        + w_tools * tools
+        + w_output * output
+        + w_turns * turns
+        + w_fmt * fmt
+    )
+    return round(total if total < 1.0 else 1.0, 4)  # min(1.0, total), nan included
 
 
 def score(f: Features, weights: Mapping[str, float] = WEIGHTS) -> Score:

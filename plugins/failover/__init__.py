@@ -65,6 +65,8 @@ _NEUTRAL = frozenset({"deadline_exceeded", "unknown_provider"})
 _SLOW = frozenset({"upstream_timeout"})
 
 Key = tuple[str, str]
+# A request's candidates, each with its (provider, model) and its circuit's key.
+_Plan = tuple[tuple[Candidate, Key, str], ...]
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -135,6 +137,8 @@ class Failover(Plugin):
         self.sleep = asyncio.sleep
         self.random = random.random
         self._fallbacks: dict[tuple[str, str], tuple[Candidate, ...]] = {}
+        self._plans: dict[tuple[Any, ...], _Plan] = {}  # (endpoint, *candidates) -> plan
+        self._route_headers: dict[Key, str] = {}
         self._seen: dict[Key, None] = {}  # circuits to show at /admin/circuits
 
     def secrets(self) -> list[str]:
@@ -168,17 +172,47 @@ class Failover(Plugin):
         return s.chain
 
     def expand(self, ctx: RequestContext, candidates: list[Candidate]) -> list[Candidate]:
+        return [entry[0] for entry in self._plan(ctx, candidates)]
+
+    def _plan(self, ctx: RequestContext, candidates: list[Candidate]) -> _Plan:
+        """The decision's candidates and what failover adds, each with its circuit's key.
+
+        When the caller's identity lists no models it may use, the plan is a pure
+        function of the endpoint and the candidates and is cached per both: at most
+        10,000 plans (routers pass on model names clients chose), never invalidated (it
+        derives from the configuration, fixed for the plugin's life)."""
+        allowed = ctx.identity.models if ctx.identity is not None else None
+        if allowed:
+            return self._expand(ctx.endpoint, candidates, allowed)
+        key = (ctx.endpoint, *candidates)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._expand(ctx.endpoint, candidates, None)
+            if len(self._plans) < self._MAX_CACHED:
+                self._plans[key] = plan
+        return plan
+
+    def _expand(self, endpoint: str, candidates: list[Candidate], allowed: Any) -> _Plan:
         out = list(candidates)
         seen = {(c.provider, c.model) for c in out}
-        allowed = ctx.identity.models if ctx.identity is not None else None
         for model in dict.fromkeys(c.model for c in candidates):
-            for extra in self.fallbacks(model, ctx.endpoint):
+            for extra in self.fallbacks(model, endpoint):
                 key = (extra.provider, extra.model)
                 if key in seen or (allowed and extra.model not in allowed):
                     continue
                 seen.add(key)
                 out.append(extra)
-        return out
+        return tuple((c, (c.provider, c.model), Circuits.key(c.provider, c.model)) for c in out)
+
+    def route_header(self, provider: str, model: str) -> str:
+        """`x-interlock-route` for a deployment, formatted once (bounded: see `_plan`)."""
+        key = (provider, model)
+        found = self._route_headers.get(key)
+        if found is None:
+            found = _header(f"{provider}/{model}")
+            if len(self._route_headers) < self._MAX_CACHED:
+                self._route_headers[key] = found
+        return found
 
     # -- hooks -----------------------------------------------------------------------------
     @hookimpl
@@ -193,9 +227,11 @@ class Failover(Plugin):
         kept: list[Candidate] = []
         skipped: list[str] = []
         nearest = math.inf
-        for candidate in self.expand(ctx, decision.candidates):
-            key = (candidate.provider, candidate.model)
-            circuit = await circuits.get(*key)
+        for candidate, key, circuit_key in self._plan(ctx, decision.candidates):
+            # Read without an await when possible (memory://, or a fresh copy on Redis).
+            circuit = circuits.peek(circuit_key)
+            if circuit is None:
+                circuit = await circuits.get(*key)
             state.circuits[key] = circuit
             if not circuit.open:
                 kept.append(candidate)
@@ -229,7 +265,7 @@ class Failover(Plugin):
     @hookimpl
     async def on_attempt(self, ctx: RequestContext, attempt: Attempt) -> None:
         ctx.add_header(ATTEMPTS_HEADER, str(len(ctx.attempts)))
-        ctx.add_header(ROUTE_HEADER, _header(f"{attempt.provider}/{attempt.model}"))
+        ctx.add_header(ROUTE_HEADER, self.route_header(attempt.provider, attempt.model))
         key = (attempt.provider, attempt.model)
         if key not in self._seen and len(self._seen) < self._MAX_CACHED:
             self._seen[key] = None
@@ -238,6 +274,8 @@ class Failover(Plugin):
         failed = attempt.status != 200 and attempt.retryable
         state: _RequestState | None = ctx.state.get("failover")
         known = state.circuits.get(key) if state is not None else None
+        if not failed and known is not None and known.clean:
+            return  # a success on a clean circuit changes nothing (Circuits.learn's rule)
         circuit = await self.circuits.learn(*key, not failed, known)
         if state is not None:
             state.circuits[key] = circuit

@@ -13,7 +13,8 @@ process's copy (a healthy one most of the time), so a busy gateway reads each ci
 about once per `cache_s`, not once per request. What this process learns itself is
 always read fresh and written through to the copy; a circuit another replica opened or
 closed is seen here at most `cache_s` late. On `memory://` there is no copy (a read
-costs nothing).
+costs nothing). `peek` is the per-request read without an await: the copy when it is
+fresh, memory:// read in place, else None (then `get` does the round trip).
 
 Updates are fetch-then-put: on `memory://` nothing runs in between (no await
 suspends), on Redis two replicas may interleave and lose one count, which only delays
@@ -32,6 +33,7 @@ from typing import Any
 import msgspec
 
 from interlock.core.counters import CounterError, Counters
+from interlock.core.counters.memory import MemoryCounters
 
 from .breaker import CLOSED, Circuit, Policy, record, view
 
@@ -63,6 +65,8 @@ class Circuits:
         self.cache_s = cache_s
         self._monotonic = monotonic
         self._copies: dict[str, tuple[Circuit, float]] = {}  # key -> (circuit, read at)
+        # memory:// itself (not a subclass that may count or fail its reads): read in place.
+        self._in_place = counters.peek if type(counters) is MemoryCounters else None
 
     @staticmethod
     def key(provider: str, model: str) -> str:
@@ -87,6 +91,28 @@ class Circuits:
                 circuit = _decode(raw)
         self._remember(key, circuit)
         return circuit
+
+    def peek(self, key: str) -> Circuit | None:
+        """The circuit under `key` (`Circuits.key`) when it can be had without I/O: the
+        copy if read less than `cache_s` ago, or memory:// read in place (what `get`
+        would answer); None when only `get` can answer (a round trip)."""
+        if self.cache_s:
+            copy = self._copies.get(key)
+            if copy is not None and self._monotonic() - copy[1] < self.cache_s:
+                return copy[0]
+        if self._in_place is None:
+            return None
+        try:
+            raw = self._in_place(key)
+        except CounterError as exc:
+            self._unavailable(exc)
+            return CLOSED
+        if raw is None:
+            return CLOSED
+        try:
+            return _decode(raw)
+        except msgspec.MsgspecError:  # unreadable: treated as healthy, as in `get`
+            return CLOSED
 
     def _remember(self, key: str, circuit: Circuit) -> None:
         if self.cache_s:

@@ -174,6 +174,8 @@ async def test_weighted_deployments_share_the_traffic_by_weight(upstream, tmp_pa
         for _ in range(8):
             resp = await gw.chat(model="gpt-4o")
             assert resp.status_code == 200
+        # Latencies are learnt only for the latency strategy, the one that reads them.
+        assert gw.plugin("cost_router").balancer.latency("east", "gpt-4o") is None
     assert Counter(served(fake)) == {"east/gpt-4o": 6, "west/gpt-4o": 2}
     assert gw.records[0]["reason"] == "requested weighted"
     assert gw.records[0]["candidates"] == ["east/gpt-4o", "west/gpt-4o"]  # the other follows
@@ -332,3 +334,23 @@ models = ["claude-opus-4-6"]
     assert resp.headers["x-interlock-route-reason"] == (
         "tier<1.01 score=0.75; failover from claude/claude-opus-4-6 503"
     )
+
+
+async def test_route_headers_are_kept_per_deployment_and_bounded(
+    upstream, tmp_path: Path, monkeypatch
+) -> None:
+    """`x-interlock-route` is formatted once per (provider, model); the cache of those
+    values stops growing at its bound (model names can come from clients) and what is
+    past it is still formatted, and made safe, on every attempt."""
+    fake, url = upstream
+    answer(fake, "openai")
+    async with gateway(providers(url) + TIERS, tmp_path) as gw:
+        router = gw.plugin("cost_router")
+        monkeypatch.setattr(router, "_MAX_CACHED", 1)
+        first = await gw.chat(HI)
+        second = await gw.chat(PROOF, model="gpt-4o")
+        assert list(router._route_headers) == [("openai", "gpt-4o-mini")]
+        assert router.route_header("p\r\n", "m\u00e9") == "p??/m?"
+        assert len(router._route_headers) == 1
+    assert first.headers["x-interlock-route"] == "openai/gpt-4o-mini"
+    assert second.headers["x-interlock-route"] == "openai/gpt-4o"

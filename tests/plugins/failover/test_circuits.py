@@ -167,3 +167,28 @@ async def test_no_copies_without_cache_s() -> None:
     for _ in range(3):
         await circuits.get("p", "m")
     assert counters.fetches == 3
+
+
+async def test_peek_reads_memory_in_place_and_redis_only_from_a_fresh_copy() -> None:
+    """`peek` (the per-request read without an await) answers what `get` would: on
+    memory:// the stored state at once, another Circuits' writes included; on a backend
+    with round trips only a copy younger than `cache_s`, else None (`get` reads)."""
+    memory = MemoryCounters()
+    here = Circuits(memory, POLICY, LOG, clock=FakeClock())
+    there = Circuits(memory, POLICY, LOG, clock=FakeClock())
+    key = Circuits.key("p", "m")
+    assert here.peek(key) == CLOSED
+    await there.learn("p", "m", False, None)
+    assert here.peek(key) == await here.get("p", "m") != CLOSED
+    await memory.put(key, "not json")
+    assert here.peek(key) == CLOSED  # unreadable: healthy, as in get
+    await memory.incr(Circuits.key("p", "n"))
+    assert here.peek(Circuits.key("p", "n")) == CLOSED  # not a string: fails open
+    counting = CountingCounters()  # a subclass: never read behind its back
+    mono = FakeClock()
+    remote = Circuits(counting, POLICY, LOG, clock=FakeClock(), cache_s=1.0, monotonic=mono)
+    assert remote.peek(key) is None
+    await remote.get("p", "m")
+    assert remote.peek(key) == CLOSED and counting.fetches == 1
+    mono.advance(1.0)
+    assert remote.peek(key) is None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from interlock.core import Candidate
 from tests.plugins.failover.faults import closed_port, resetting_server
 from tests.plugins.routing import (
     EXAMPLE_ROUTER,
@@ -394,3 +395,31 @@ tiers = [ {{ below = 1.01, model = "gpt-4o-mini" }} ]
     assert resp.status_code == 200
     assert served(fake) == ["primary/gpt-4o", "secondary/gpt-4o"]
     assert resp.headers["x-interlock-route-reason"].startswith("528 chars -> gpt-4o; failover")
+
+
+async def test_the_candidate_plans_are_cached_and_bounded(
+    upstream, tmp_path: Path, monkeypatch
+) -> None:
+    """What failover adds to a decision is worked out once per (endpoint, candidates);
+    past the bound it is worked out per request, and the answer is the same."""
+    fake, url = upstream
+    answer(fake, "a")
+    answer(fake, "b")
+    toml = (
+        provider("a", url, ["gpt-4o", "gpt-4o-mini"])
+        + provider("b", url, ["gpt-4o"])
+        + '\n[plugins.failover]\nchain = ["gpt-4o-mini", "gpt-4o"]\n'
+    )
+    async with gateway(toml, tmp_path) as gw:
+        failover = gw.plugin("failover")
+        monkeypatch.setattr(failover, "_MAX_CACHED", 1)
+        for model in ("gpt-4o-mini", "gpt-4o", "gpt-4o"):
+            assert (await gw.chat(model=model)).status_code == 200
+        assert list(failover._plans) == [("chat", Candidate("a", "gpt-4o-mini"))]
+        plan = failover._plans["chat", Candidate("a", "gpt-4o-mini")]
+        assert [c for c, _, _ in plan] == [
+            Candidate("a", "gpt-4o-mini"),
+            Candidate("a", "gpt-4o"),
+            Candidate("b", "gpt-4o"),
+        ]
+        assert [k for _, _, k in plan][-1] == "circuit:b/gpt-4o"
