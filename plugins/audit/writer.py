@@ -102,16 +102,21 @@ class Writer:
     async def offer(self, content: Content, *, wait_s: float | None) -> bool:
         """Queue a record without waiting for its commit; when the queue is full, wait for
         room (`wait_s` None: as long as it takes) or drop it after `wait_s`."""
+        return self.offer_nowait(content) or await self.offer_when_room(content, wait_s)
+
+    def offer_nowait(self, content: Content) -> bool:
+        """`offer` when there is room (False when the queue is full): what nearly every
+        request does, without the cost of a coroutine."""
         self._check_running()
         try:
             self.queue.put_nowait((content, None))
         except asyncio.QueueFull:
-            return await self._offer_when_room(content, wait_s)
+            return False
         if self._waiter is not None:
             self._nudge()
         return True
 
-    async def _offer_when_room(self, content: Content, wait_s: float | None) -> bool:
+    async def offer_when_room(self, content: Content, wait_s: float | None) -> bool:
         """`offer` when the queue is full: wait for room, or drop the record after `wait_s`."""
         try:
             if wait_s is None:
