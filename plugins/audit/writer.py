@@ -94,7 +94,10 @@ class Writer:
         """Queue a record and wait until it is committed (durable mode)."""
         self._check_running()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self.queue.put((content, done))
+        try:
+            self.queue.put_nowait((content, done))
+        except asyncio.QueueFull:
+            await self.queue.put((content, done))
         if self._waiter is not None:
             self._nudge()
         await done
