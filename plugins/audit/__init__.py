@@ -139,7 +139,8 @@ class Audit(Plugin):
         content = content_of(
             ctx, redactions=counts, request_body=request_body, response_body=response_body
         )
+        writer = self.writer
         if self.config.durable:
-            await self.writer.submit(content)
-        else:
-            await self.writer.offer(content, wait_s=self.full_wait_s)
+            await writer.submit(content)
+        elif not writer.offer_nowait(content):
+            await writer.offer_when_room(content, self.full_wait_s)

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from interlock.core import GatewayError, RequestContext
+from interlock.core import Attempt, GatewayError, RequestContext
 
 __all__ = [
     "COLUMNS",
@@ -136,12 +136,29 @@ def _opt(value: str | None) -> str | None:
     return clean(value) if value else None
 
 
+def _plain(text: str) -> bool:
+    """True when `text` needs no `clean` (ASCII without NUL): the common case, checked
+    once on all of a record's strings run together instead of field by field."""
+    return text.isascii() and "\x00" not in text
+
+
 class _Attempt(msgspec.Struct):
     provider: str
     model: str
     status: int
     error: str | None
     latency_ms: float
+
+
+def _attempts_json(attempts: Sequence[Attempt]) -> str:
+    """The attempts as the record's JSON text (provider, model, status, error, latency)."""
+    out = []
+    for a in attempts:
+        provider, model, error = a.provider, a.model, a.error or None
+        if not _plain(f"{provider}{model}{error}"):
+            provider, model, error = clean(provider), clean(model), _opt(error)
+        out.append(_Attempt(provider, model, int(a.status), error, round(float(a.latency_ms), 3)))
+    return _encode(out).decode()
 
 
 def content_of(
@@ -152,7 +169,11 @@ def content_of(
     response_body: str | None,
     now: Callable[[], float] = time.time,
 ) -> tuple[Any, ...]:
-    """The record of a finished request, in `CONTENT` order, every value normalised."""
+    """The record of a finished request, in `CONTENT` order, every value normalised.
+
+    Strings are `clean`ed (optional ones: empty means None); when all of them together
+    are plain ASCII without NUL, as nearly every request's are, they are kept as they
+    are after one check, which is what `clean` would give them one by one."""
     identity = ctx.identity
     tags = ctx.tags
     usage = ctx.usage
@@ -160,40 +181,51 @@ def content_of(
     error_type = None
     if err is not None:
         error_type = err.type if isinstance(err, GatewayError) else type(err).__name__
-    latency = ctx.timings.get("latency_ms")
+    timings = ctx.timings
+    latency = timings.get("latency_ms")
     if latency is None:
         latency = ctx.elapsed_ms()
-    ttfb = ctx.timings.get("ttfb_ms")
-    attempts = [
-        _Attempt(
-            clean(a.provider),
-            clean(a.model),
-            int(a.status),
-            _opt(a.error),
-            round(float(a.latency_ms), 3),
-        )
-        for a in ctx.attempts
-    ]
+    ttfb = timings.get("ttfb_ms")
+    decision = ctx.decision
+    request_id, method, path = ctx.request_id, ctx.method, ctx.path
+    # The optional strings: None when empty or unknown.
+    tenant = (identity.tenant or None) if identity else None
+    key_id = (identity.key_id or None) if identity else None
+    user = tags.get("user") or None
+    feature = tags.get("feature") or None
+    requested_model = ctx.requested_model or None
+    provider = ctx.provider or None
+    model = ctx.model or None
+    reason = (decision.reason or None) if decision else None
+    error_type = error_type or None
+    if not _plain(
+        f"{request_id}{method}{path}{tenant}{key_id}{user}{feature}"
+        f"{requested_model}{provider}{model}{reason}{error_type}"
+    ):  # (None shows as "None" here: plain)
+        request_id, method, path = clean(request_id), clean(method), clean(path)
+        tenant, key_id, user, feature = _opt(tenant), _opt(key_id), _opt(user), _opt(feature)
+        requested_model, provider, model = _opt(requested_model), _opt(provider), _opt(model)
+        reason, error_type = _opt(reason), _opt(error_type)
     return (
         iso(now() - latency / 1000.0),  # when the request arrived
-        clean(ctx.request_id),
-        _opt(identity.tenant) if identity else None,
-        _opt(identity.key_id) if identity else None,
-        _opt(tags.get("user")),
-        _opt(tags.get("feature")),
+        request_id,
+        tenant,
+        key_id,
+        user,
+        feature,
         clean(_encode(tags).decode()) if tags else "{}",
-        clean(ctx.method),
-        clean(ctx.path),
+        method,
+        path,
         ctx.inbound,
         ctx.endpoint,
         int(bool(ctx.stream)),
-        _opt(ctx.requested_model),
-        _opt(ctx.provider),
-        _opt(ctx.model),
-        _opt(ctx.decision.reason) if ctx.decision else None,
-        _encode(attempts).decode(),
+        requested_model,
+        provider,
+        model,
+        reason,
+        _attempts_json(ctx.attempts),
         int(ctx.status),
-        _opt(error_type),
+        error_type,
         int(usage.prompt_tokens),
         int(usage.completion_tokens),
         int(usage.cached_tokens),

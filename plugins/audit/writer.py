@@ -83,30 +83,52 @@ class Writer:
         self._next_retention = 0.0
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[_Item] = []
+        # While the writer lingers: the future that wakes it, and the queue length at
+        # which a producer does so (a full batch, or a full queue).
+        self._waiter: asyncio.Future[None] | None = None
+        self._wake_at = 0
+        self._stopping = False  # close() was called: no more lingering
 
     # -- the requests' side ------------------------------------------------------------
     async def submit(self, content: Content) -> None:
         """Queue a record and wait until it is committed (durable mode)."""
         self._check_running()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self.queue.put((content, done))
+        try:
+            self.queue.put_nowait((content, done))
+        except asyncio.QueueFull:
+            await self.queue.put((content, done))
+        if self._waiter is not None:
+            self._nudge()
         await done
 
     async def offer(self, content: Content, *, wait_s: float | None) -> bool:
         """Queue a record without waiting for its commit; when the queue is full, wait for
         room (`wait_s` None: as long as it takes) or drop it after `wait_s`."""
+        return self.offer_nowait(content) or await self.offer_when_room(content, wait_s)
+
+    def offer_nowait(self, content: Content) -> bool:
+        """`offer` when there is room (False when the queue is full): what nearly every
+        request does, without the cost of a coroutine."""
         self._check_running()
         try:
             self.queue.put_nowait((content, None))
-            return True
         except asyncio.QueueFull:
-            pass
-        if wait_s is None:
-            await self.queue.put((content, None))
-            return True
+            return False
+        if self._waiter is not None:
+            self._nudge()
+        return True
+
+    async def offer_when_room(self, content: Content, wait_s: float | None) -> bool:
+        """`offer` when the queue is full: wait for room, or drop the record after `wait_s`."""
         try:
-            async with asyncio.timeout(wait_s):
+            if wait_s is None:
                 await self.queue.put((content, None))
+            else:
+                async with asyncio.timeout(wait_s):
+                    await self.queue.put((content, None))
+            if self._waiter is not None:
+                self._nudge()
             return True
         except TimeoutError:
             self.dropped += 1
@@ -115,6 +137,12 @@ class Writer:
                     "audit_records_dropped", dropped=self.dropped, queue_size=self.queue.maxsize
                 )
             return False
+
+    def _nudge(self) -> None:
+        """Wake the lingering writer once the queue holds what it waits for."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and self.queue.qsize() >= self._wake_at:
+            waiter.set_result(None)
 
     def _check_running(self) -> None:
         if self._task is None or self._task.done():
@@ -139,6 +167,9 @@ class Writer:
             return
         try:
             async with asyncio.timeout(timeout_s):
+                self._stopping = True  # no lingering once told to stop
+                if self._waiter is not None:
+                    _wake(self._waiter)
                 await self.queue.put(_STOP)
                 await asyncio.shield(task)
         except TimeoutError:
@@ -180,24 +211,37 @@ class Writer:
 
     async def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
         batch = [first]
+        if self.linger_s > 0:
+            await self._linger()
         queue = self.queue
-        deadline = asyncio.get_running_loop().time() + self.linger_s
         while len(batch) < self.batch_max:
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(remaining):
-                        item = await queue.get()
-                except TimeoutError:
-                    break
+                break
             if item is _STOP:
                 return batch, True
             batch.append(item)
         return batch, False
+
+    async def _linger(self) -> None:
+        """Wait up to `linger_s` for more records, in one sleep: a producer wakes the
+        writer early when the queue holds a full batch or is full (`_nudge`), `close`
+        when it is told to stop. (Waking for every record as it arrives cost more CPU
+        per record than hashing it.)"""
+        queue = self.queue
+        wake_at = min(self.batch_max - 1, queue.maxsize)
+        if self._stopping or queue.qsize() >= wake_at:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        self._wake_at = wake_at
+        timer = loop.call_later(self.linger_s, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def _write(self, batch: list[_Item]) -> None:
         chain_id = self.chain_id
@@ -250,6 +294,11 @@ class Writer:
             return
         if deleted:
             self.logger.info("audit_retention", deleted=deleted, days=self.retention_days)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def retain(store: Store, cutoff: str) -> int:

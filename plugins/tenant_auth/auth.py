@@ -72,6 +72,25 @@ class Authenticator:
         hit, entry = self.cache.get(digest)
         if not hit:
             entry = await self._load(digest)
+        return self.checked(entry)
+
+    def cached(self, headers: Mapping[str, str]) -> tuple[str, Entry | None]:
+        """`identify`'s first half, without a coroutine: (the digest, the checked entry)
+        when the cache knows the key; (the digest, None) when the store must be asked
+        (then `await load(digest)` and `checked`). A cached unknown or expired key raises
+        the one 401 here, after the same hashing and look-up as any other."""
+        digest = hash_key(presented(headers))
+        hit, entry = self.cache.get(digest)
+        if not hit:
+            return digest, None
+        return digest, self.checked(entry)
+
+    async def load(self, digest: str) -> Entry:
+        """The store's answer for a key the cache does not know, checked."""
+        return self.checked(await self._load(digest))
+
+    def checked(self, entry: Entry | None) -> Entry:
+        """`entry` when it is a live key whose provider keys are set; else the refusal."""
         if entry is None or (entry.expires_at is not None and entry.expires_at <= self.now()):
             raise unauthorized()
         if entry.unresolved is not None:

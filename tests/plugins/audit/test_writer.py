@@ -212,3 +212,39 @@ async def test_the_writer_applies_retention_on_its_own_clock(store: GatedStore) 
         await writer.submit(content(3, iso(now[0])))
         await writer.submit(content(4, iso(now[0])))  # runs after the sweep that followed 3
     assert [s for (s,) in await store.store.fetchall("SELECT seq FROM audit_log")] == [3, 4]
+
+
+async def test_a_lingering_writer_commits_as_soon_as_a_batch_is_full(store: GatedStore) -> None:
+    """The writer sleeps through its linger in one wait; the record that completes a
+    batch wakes it (a 60 s linger would outlast the test's timeout otherwise)."""
+    writer = Writer(store, Log(), batch_max=10, linger_s=60.0)  # type: ignore[arg-type]
+    async with running(writer):
+        async with asyncio.timeout(5):
+            await asyncio.gather(*(writer.submit(content(i)) for i in range(20)))
+        assert (writer.written, writer.commits) == (20, 2)  # two full batches
+        for i in range(20, 25):
+            assert await writer.offer(content(i), wait_s=None)
+        assert writer.written == 20  # these 5 linger
+    assert (writer.written, writer.commits) == (25, 3)  # written by close()
+
+
+async def test_a_lingering_writer_wakes_when_the_queue_is_full(store: GatedStore) -> None:
+    """A queue smaller than a batch: the producer that fills it wakes the writer, so
+    requests waiting for room do not wait out the linger."""
+    writer = Writer(store, Log(), queue_size=3, linger_s=60.0)  # type: ignore[arg-type]
+    async with running(writer):
+        async with asyncio.timeout(5):
+            for i in range(10):
+                assert await writer.offer(content(i), wait_s=None)
+            await asyncio.gather(*(writer.submit(content(i)) for i in range(10, 16)))
+    assert writer.written == 16 and writer.dropped == 0
+
+
+async def test_close_does_not_wait_out_the_linger(store: GatedStore) -> None:
+    log = Log()
+    writer = Writer(store, log, linger_s=60.0)  # type: ignore[arg-type]
+    async with running(writer):
+        assert await writer.offer(content(1), wait_s=None)
+        await asyncio.sleep(0.01)  # the writer has the record and lingers
+    assert writer.written == 1
+    assert not [event for event, _ in log.lines if event == "audit_records_unwritten"]

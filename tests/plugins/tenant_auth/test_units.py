@@ -240,3 +240,26 @@ async def test_provider_key_references_resolve_at_lookup_and_join_the_secrets() 
     entry = await auth.identify({"x-api-key": "ik-k"})
     assert entry.identity.provider_keys == {"up": "sk-up", "other": "sk-o"}
     assert secrets == {"sk-up", "sk-o"}
+
+
+async def test_the_sync_cache_path_refuses_and_admits_like_identify() -> None:
+    """pre_auth's path (`cached`, then `load` on a miss) does identify's work: a miss is
+    looked up once, then answered from the cache; an unknown key is the same 401 either
+    way, after the same hashing and look-up."""
+    directory = FakeDirectory({"ik-k": found()})
+    auth = authenticator(directory)
+    headers = {"x-api-key": "ik-k"}
+    digest, entry = auth.cached(headers)
+    assert (digest, entry) == (hash_key("ik-k"), None)  # not cached yet: ask the store
+    assert (await auth.load(digest)).identity.tenant == "acme"
+    _, entry = auth.cached(headers)
+    assert entry is not None and entry.identity.tenant == "acme"
+    assert directory.asked == [hash_key("ik-k")]
+    for attempt in range(2):  # from the store, then from the negative cache
+        bad = {"x-api-key": "ik-nope"}
+        with pytest.raises(GatewayError) as refused:
+            digest, entry = auth.cached(bad)
+            assert attempt == 0 and entry is None
+            await auth.load(digest)
+        assert (refused.value.status, refused.value.message) == (401, "invalid or missing API key")
+    assert directory.asked == [hash_key("ik-k"), hash_key("ik-nope")]
