@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, Literal
@@ -37,7 +38,7 @@ def _mapped() -> Iterator[None]:
 # `execute` returns a cursor whose closing is a second trip, and a trip (a queue hand-off
 # and a wake-up of the event loop) costs ~15 µs of CPU, more than most statements.
 def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
-    cursor = conn.execute(sql, params)
+    cursor = _busy_retried(conn, sql, params)
     try:
         return max(cursor.rowcount, 0)
     finally:
@@ -49,11 +50,45 @@ def _run_many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]])
 
 
 def _run_fetchall(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Row]:
-    cursor = conn.execute(sql, params)
+    cursor = _busy_retried(conn, sql, params)
     try:
         return [tuple(row) for row in cursor.fetchall()]
     finally:
         cursor.close()
+
+
+_SQLITE_BUSY = 5  # the primary code; its extended codes (_SNAPSHOT, _RECOVERY) share the low byte
+_BUSY_RETRY_S = 5.0  # as long as busy_timeout waits for a lock
+
+
+def _busy_retried(
+    conn: sqlite3.Connection,
+    sql: str,
+    params: Sequence[Any],
+    *,
+    clock: Any = time.monotonic,
+    sleep: Any = time.sleep,
+) -> sqlite3.Cursor:
+    """`conn.execute`, tried again when SQLite says busy outside a transaction.
+
+    busy_timeout makes a statement wait for another connection's lock, but SQLite does
+    not wait in every case: an autocommit write whose WAL snapshot went stale while it
+    waited (another gateway on the same file committed first) fails at once with
+    SQLITE_BUSY_SNAPSHOT. Outside a transaction a failed statement changed nothing, so
+    it is safe to run it again; inside one it is not (the caller's transaction decides),
+    and neither is a busy that lasted the whole busy timeout. Runs on the connection's
+    own thread, so the short pauses never block the event loop."""
+    began = clock()
+    pause = 0.001
+    while True:
+        try:
+            return conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_BUSY
+            if not busy or conn.in_transaction or clock() - began >= _BUSY_RETRY_S:
+                raise
+        sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 async def _in_thread(db: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
