@@ -68,6 +68,22 @@ def gateway_config(toml: str, tmp_path: Path) -> Any:
     return parse_config(tomllib.loads(toml), source=str(path), base_dir=str(tmp_path))
 
 
+async def start_up_error(toml: str, tmp_path: Path) -> str:
+    """The message of the ConfigError a gateway with `toml` raises while it is built or
+    opened (plugins check their tables in both places); fails when none is raised."""
+    from interlock.core import ConfigError
+
+    try:
+        gateway = create_app(gateway_config(toml, tmp_path)).state.gateway
+        try:
+            await gateway.open()
+        finally:
+            await gateway.close()
+    except ConfigError as err:
+        return str(err)
+    raise AssertionError("no ConfigError was raised")
+
+
 @contextlib.asynccontextmanager
 async def run_gateway(toml: str, tmp_path: Path) -> AsyncIterator[str]:
     app = create_app(gateway_config(toml, tmp_path))
@@ -89,6 +105,7 @@ __all__ = [
     "serve_asgi",
     "sse",
     "sse_events",
+    "start_up_error",
     "threaded_gateway",
 ]
 

@@ -24,47 +24,34 @@ from interlock.core.store import Migration, Store, StoreError
 
 __all__ = ["MIGRATIONS", "LedgerRow", "LedgerWriter", "spend_in"]
 
+
+def _ledger_table(id_column: str) -> str:
+    """The ledger's CREATE TABLE; the dialects differ only in the row id's type."""
+    return f"""CREATE TABLE spend_ledger (
+                id {id_column},
+                request_id TEXT NOT NULL,
+                ts DOUBLE PRECISION NOT NULL,
+                period TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                key_id TEXT,
+                feature TEXT,
+                requested_model TEXT,
+                model TEXT,
+                cost_usd DOUBLE PRECISION NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                estimated INTEGER NOT NULL,
+                status INTEGER NOT NULL
+            )"""
+
+
+_LEDGER_TS_INDEX = "CREATE INDEX spend_ledger_ts ON spend_ledger (ts)"
+
 MIGRATIONS = (
     Migration(
         1,
-        sql=(
-            """CREATE TABLE spend_ledger (
-                id INTEGER PRIMARY KEY,
-                request_id TEXT NOT NULL,
-                ts DOUBLE PRECISION NOT NULL,
-                period TEXT NOT NULL,
-                tenant TEXT NOT NULL,
-                key_id TEXT,
-                feature TEXT,
-                requested_model TEXT,
-                model TEXT,
-                cost_usd DOUBLE PRECISION NOT NULL,
-                prompt_tokens BIGINT NOT NULL,
-                completion_tokens BIGINT NOT NULL,
-                estimated INTEGER NOT NULL,
-                status INTEGER NOT NULL
-            )""",
-            "CREATE INDEX spend_ledger_ts ON spend_ledger (ts)",
-        ),
-        postgresql=(
-            """CREATE TABLE spend_ledger (
-                id BIGSERIAL PRIMARY KEY,
-                request_id TEXT NOT NULL,
-                ts DOUBLE PRECISION NOT NULL,
-                period TEXT NOT NULL,
-                tenant TEXT NOT NULL,
-                key_id TEXT,
-                feature TEXT,
-                requested_model TEXT,
-                model TEXT,
-                cost_usd DOUBLE PRECISION NOT NULL,
-                prompt_tokens BIGINT NOT NULL,
-                completion_tokens BIGINT NOT NULL,
-                estimated INTEGER NOT NULL,
-                status INTEGER NOT NULL
-            )""",
-            "CREATE INDEX spend_ledger_ts ON spend_ledger (ts)",
-        ),
+        sql=(_ledger_table("INTEGER PRIMARY KEY"), _LEDGER_TS_INDEX),
+        postgresql=(_ledger_table("BIGSERIAL PRIMARY KEY"), _LEDGER_TS_INDEX),
     ),
 )
 

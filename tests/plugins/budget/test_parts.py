@@ -13,8 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from interlock.core import Candidate, ConfigError, RequestContext, RoutingDecision
-from interlock.core.app import create_app
+from interlock.core import Candidate, RequestContext, RoutingDecision
 from interlock.core.config import ProviderConfig
 from interlock.core.context import ChatHead
 from interlock.core.pricing import Pricing
@@ -23,7 +22,7 @@ from interlock.core.store import Store, StoreError, Tx, open_store
 from interlock.plugins.budget.cost import WorstCase
 from interlock.plugins.budget.ledger import MIGRATIONS, LedgerRow, LedgerWriter, spend_in
 from interlock.plugins.budget.periods import Periods, period_at
-from tests.support import gateway_config
+from tests.support import start_up_error
 
 
 def ts(text: str) -> float:
@@ -269,13 +268,7 @@ async def test_a_configuration_mistake_is_one_clear_line(
     tmp_path: Path, table: str, message: str
 ) -> None:
     text = f'[store]\nurl = "sqlite:///{tmp_path}/g.db"\n[plugins.budget]\n{table}\n'
-    with pytest.raises(ConfigError) as caught:
-        gateway = create_app(gateway_config(text, tmp_path)).state.gateway
-        try:
-            await gateway.open()
-        finally:
-            await gateway.close()
-    assert message in str(caught.value)
+    assert message in await start_up_error(text, tmp_path)
 
 
 class GatedStore:

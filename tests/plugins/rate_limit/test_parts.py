@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from interlock.core import ConfigError
-from interlock.core.app import create_app
 from interlock.plugins.rate_limit.headers import duration
-from tests.support import gateway_config
+from tests.support import start_up_error
 
 
 @pytest.mark.parametrize(
@@ -43,10 +41,4 @@ async def test_a_configuration_mistake_is_one_clear_line(
     tmp_path: Path, table: str, message: str
 ) -> None:
     text = f'[store]\nurl = "sqlite:///{tmp_path}/g.db"\n[plugins.rate_limit]\n{table}\n'
-    with pytest.raises(ConfigError) as caught:
-        gateway = create_app(gateway_config(text, tmp_path)).state.gateway
-        try:
-            await gateway.open()
-        finally:
-            await gateway.close()
-    assert message in str(caught.value)
+    assert message in await start_up_error(text, tmp_path)
